@@ -1,0 +1,7 @@
+from rest_framework.routers import SimpleRouter
+
+from spatiallab.jobs.api import JobViewSet
+
+router = SimpleRouter()
+router.register("jobs", JobViewSet, basename="job")
+urlpatterns = router.urls

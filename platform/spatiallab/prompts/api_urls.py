@@ -1,0 +1,7 @@
+from rest_framework.routers import SimpleRouter
+
+from spatiallab.prompts.api import PromptSetViewSet
+
+router = SimpleRouter()
+router.register("prompt-sets", PromptSetViewSet, basename="prompt-set")
+urlpatterns = router.urls

@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from spatiallab.core import views as core_views
+
+api_v1 = [
+    path("", include("spatiallab.accounts.api_urls")),
+    path("", include("spatiallab.jobs.api_urls")),
+    path("", include("spatiallab.prompts.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+
+urlpatterns = [
+    path("", core_views.home, name="home"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("", include("spatiallab.accounts.urls")),
+    path("annotate/", include("spatiallab.core.annotate_urls")),
+    path("dashboard/", include("spatiallab.jobs.urls")),
+    path("dashboard/prompt-sets/", include("spatiallab.prompts.urls")),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+]
+
+handler403 = "spatiallab.core.views.permission_denied"

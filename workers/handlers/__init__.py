@@ -1,0 +1,9 @@
+"""One handler per job kind (spatiallab.jobs.kinds.JOB_KINDS). A handler takes a JobContext and returns the
+job's result as a JSON-able dict. Handlers for GPU kinds import torch inside the function, never at module
+level, so the web process and CPU workers never load it."""
+
+from workers.handlers.demo import run_demo_primes
+
+HANDLERS = {
+    "demo_primes": run_demo_primes,
+}
