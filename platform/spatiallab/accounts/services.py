@@ -15,7 +15,7 @@ def user_create_with_role(*, username: str, password: str, role: Role, email: st
     user.is_staff = role == Role.ADMIN
     user.is_superuser = role == Role.ADMIN
     user.save()
-    user.groups.set([Group.objects.get(name=role.value)])
+    user.groups.set([Group.objects.get_or_create(name=role.value)[0]])
     return user
 
 

@@ -10,7 +10,8 @@ def secret_key_from_environment(app_configs, **kwargs):
     return [
         Error(
             "SECRET_KEY is not set in the environment; the built-in development key is not for deployment.",
-            hint="Set SECRET_KEY to a long random value (python -c 'import secrets; print(secrets.token_urlsafe(50))').",
+            hint="Set SECRET_KEY to a long random value: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'",
             id="spatiallab.E001",
         )
     ]

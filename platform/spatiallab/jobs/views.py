@@ -4,7 +4,6 @@ from django.views.decorators.http import require_POST
 
 from spatiallab.accounts.roles import DASHBOARD_ROLES, role_required
 from spatiallab.jobs.forms import DemoPrimesForm
-from spatiallab.jobs.models import JobStatus
 from spatiallab.jobs.selectors import jobs_any_active, jobs_visible_to
 from spatiallab.jobs.services import job_cancel, job_create
 
