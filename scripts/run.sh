@@ -23,7 +23,7 @@ trap cleanup EXIT INT TERM
 # One worker process serves both queues here; production runs separate cpu and gpu workers
 # (docker-compose.yml). --pool solo: torch/CUDA must not be initialised in a forked child.
 "$PY" -m celery -A workers.app worker -Q cpu,gpu --pool solo --concurrency 1 --beat \
-    --schedule "$ROOT/var/celerybeat-schedule" --loglevel INFO &
+    --loglevel INFO &
 pids+=($!)
 "$PY" manage.py runserver "127.0.0.1:$PORT" &
 pids+=($!)

@@ -184,6 +184,9 @@ if STORAGE_BACKEND == "s3":
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# Local model folders (generators, reward-model backbones); workers resolve a model name below this folder.
+MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
+
 # --- Abuse limits ---------------------------------------------------------------------------------------
 # Whole request bodies (uploads included) above this are refused with 413 before any view reads them.
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 50 * 1024 * 1024)
@@ -193,6 +196,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 2000)
 
 # --- Security (production values come from the environment; docs/configuration.md) ----------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # container healthchecks probe over plain HTTP inside the network
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
