@@ -22,7 +22,7 @@ def main() -> int:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:
-        print(f"unhealthy: {exc!r}", file=sys.stderr)
+        sys.stderr.write(f"unhealthy: {exc!r}\n")
         return 1
     return 0
 
