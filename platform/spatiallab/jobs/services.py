@@ -54,6 +54,10 @@ def job_create(*, kind: str, params: dict[str, Any] | None = None, created_by=No
     except KeyError:
         raise ValidationError({"kind": f"Unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}."}) from None
     serializer = job_kind.params(data=params or {})
+    # A misspelt parameter would otherwise be dropped silently and its default used instead.
+    unknown = sorted(set(params or {}) - set(serializer.fields))
+    if unknown:
+        raise ValidationError({"params": [f"{name}: unknown parameter." for name in unknown]})
     if not serializer.is_valid():
         raise ValidationError({"params": [f"{field}: {'; '.join(map(str, errors))}"
                                           for field, errors in serializer.errors.items()]})
