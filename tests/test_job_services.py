@@ -22,19 +22,18 @@ from spatiallab.jobs.services import (
     jobs_requeue_stale,
 )
 from tests.factories import JobFactory
-from tests.worker_procs import BrokerConfig, reset_connection_pools
+from tests.worker_procs import BrokerConfig, broker_state, point_test_process_at, restore_broker_state
 from workers.app import app
 
 
 @pytest.fixture
 def broker(tmp_path):
     """A fresh, empty filesystem broker for the test process; messages can be read back from it."""
-    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    saved = broker_state()
     config = BrokerConfig("filesystem", tmp_path)
     config.apply()
     yield config
-    app.conf.broker_url, app.conf.broker_transport_options = saved
-    reset_connection_pools()
+    restore_broker_state(saved)
 
 
 def queued_messages(queue: str) -> list:
@@ -63,6 +62,33 @@ class TestCreate:
         assert message.headers["task"] == "workers.run_cpu_job"
         assert message.decode()[0] == [job.pk]
         assert queued_messages("gpu") == []
+
+    @pytest.mark.parametrize("kind", ["filesystem", "redis"])
+    def test_gpu_job_message_lands_only_in_the_gpu_queue(
+        self, researcher, kind, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        """Both queues declared (as running cpu and gpu workers do), a gpu job reaches the gpu queue only. The
+        Redis transport keeps bindings in Redis, shared by every process, so a wrong binding shows up there."""
+        from spatiallab.jobs import kinds
+
+        saved = broker_state()
+        config = BrokerConfig(kind, tmp_path)
+        config.apply()
+        config.purge()
+        with app.connection_for_write() as conn:
+            for queue in app.amqp.queues.values():
+                queue(conn.default_channel).declare()
+
+        monkeypatch.setitem(kinds.JOB_KINDS, "demo_primes",
+                            kinds.JobKind("demo_primes", "demo on gpu", "gpu", kinds.DemoPrimesParams))
+        with django_capture_on_commit_callbacks(execute=True):
+            job = job_create(kind="demo_primes", params={}, created_by=researcher)
+        try:
+            assert queued_messages("cpu") == []
+            [message] = queued_messages("gpu")
+            assert message.headers["task"] == "workers.run_gpu_job" and message.decode()[0] == [job.pk]
+        finally:
+            restore_broker_state(saved)
 
     def test_rolled_back_transaction_enqueues_nothing(self, researcher, broker, django_capture_on_commit_callbacks):
         with (
@@ -94,18 +120,17 @@ class TestCreate:
     def test_unreachable_broker_fails_the_job_instead_of_leaving_it_queued(
         self, researcher, django_capture_on_commit_callbacks
     ):
-        saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.broker_connection_timeout)
-        app.conf.broker_url, app.conf.broker_transport_options = "redis://127.0.0.1:9/0", {}
+        saved = broker_state()
+        point_test_process_at("redis://127.0.0.1:9/0", {})
         app.conf.broker_connection_timeout = 0.5
         app.conf.task_publish_retry = False
-        reset_connection_pools()
         try:
             with pytest.raises(Exception), django_capture_on_commit_callbacks(execute=True):  # noqa: B017
                 job = job_create(kind="demo_primes", params={}, created_by=researcher)
         finally:
-            app.conf.broker_url, app.conf.broker_transport_options, app.conf.broker_connection_timeout = saved
+            app.conf.broker_connection_timeout = 4.0
             app.conf.task_publish_retry = True
-            reset_connection_pools()
+            restore_broker_state(saved)
         job.refresh_from_db()
         assert job.status == JobStatus.FAILED
         assert "Could not enqueue the job" in job.error

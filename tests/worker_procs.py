@@ -52,8 +52,35 @@ def reset_connection_pools() -> None:
     app.amqp._producer_pool = None
 
 
+def broker_state() -> tuple:
+    return os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url, app.conf.broker_transport_options
+
+
+def point_test_process_at(url: str, options: dict) -> None:
+    """Points the test process's Celery app (the one job_create sends through) at a broker.
+
+    Celery reads the CELERY_BROKER_URL environment variable before its own broker_url setting, so both change.
+    """
+    os.environ["CELERY_BROKER_URL"] = url
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = options
+    app.conf.broker_write_url = None
+    app.conf.broker_read_url = None
+    reset_connection_pools()
+
+
+def restore_broker_state(state: tuple) -> None:
+    env_url, url, options = state
+    if env_url is None:
+        os.environ.pop("CELERY_BROKER_URL", None)
+    else:
+        os.environ["CELERY_BROKER_URL"] = env_url
+    app.conf.broker_url, app.conf.broker_transport_options = url, options
+    reset_connection_pools()
+
+
 class BrokerConfig:
-    """Points the test process's Celery app (the one job_create sends through) at a broker."""
+    """A broker for one test: its URL and options, and the environment a worker process needs to use it."""
 
     def __init__(self, kind: str, tmp_path: Path):
         self.kind = kind
@@ -78,11 +105,7 @@ class BrokerConfig:
             raise ValueError(kind)
 
     def apply(self) -> None:
-        app.conf.broker_url = self.url
-        app.conf.broker_transport_options = self.options
-        app.conf.broker_write_url = None
-        app.conf.broker_read_url = None
-        reset_connection_pools()
+        point_test_process_at(self.url, self.options)
 
     def purge(self) -> None:
         with app.connection_for_write() as conn:
@@ -118,7 +141,7 @@ class WorkerPool:
         self.tmp_path = tmp_path
         self.procs: list[WorkerProcess] = []
         self.broker: BrokerConfig | None = None
-        self._saved = (app.conf.broker_url, app.conf.broker_transport_options)
+        self._saved = broker_state()
 
     def use_broker(self, kind: str) -> BrokerConfig:
         self.broker = BrokerConfig(kind, self.tmp_path)
@@ -161,8 +184,7 @@ class WorkerPool:
     def stop_all(self) -> None:
         for worker in self.procs:
             worker.stop()
-        app.conf.broker_url, app.conf.broker_transport_options = self._saved
-        reset_connection_pools()
+        restore_broker_state(self._saved)
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):

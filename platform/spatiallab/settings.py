@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -264,8 +264,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_DEFAULT_EXCHANGE = "cpu"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "cpu"
 CELERY_TASK_CREATE_MISSING_QUEUES = False
-CELERY_TASK_QUEUES = (Queue("cpu"), Queue("gpu"))
+# Each queue on its own exchange and routing key (a bare Queue("gpu") would share the default "cpu" exchange
+# and routing key, which only works because Celery publishes by queue name).
+CELERY_TASK_QUEUES = (
+    Queue("cpu", Exchange("cpu", type="direct"), routing_key="cpu"),
+    Queue("gpu", Exchange("gpu", type="direct"), routing_key="gpu"),
+)
 CELERY_TASK_ROUTES = {
     "workers.run_cpu_job": {"queue": "cpu"},
     "workers.run_gpu_job": {"queue": "gpu"},
