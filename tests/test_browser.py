@@ -16,9 +16,6 @@ from django.core.management import call_command
 from spatiallab.accounts.management.commands.seed_demo import DEMO_ACCOUNTS
 from spatiallab.accounts.roles import Role
 
-# Playwright's sync API runs an event loop in this thread; without this Django refuses ORM calls made from it.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 # Transactional: the live server thread and the worker process see only committed rows.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -67,10 +64,20 @@ def browser():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian package `chromium`)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    # Playwright's sync API runs an event loop in this thread; without this Django refuses ORM calls made from
+    # it. Only for this module: subprocesses of other tests (the deploy check) must not inherit it.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

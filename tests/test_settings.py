@@ -28,7 +28,7 @@ print(json.dumps({
 """
 
 SERVICE_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "MEDIA_ROOT", "STORAGE_BACKEND", "DEBUG",
-                "SECRET_KEY", "ALLOWED_HOSTS", "BROKER_DIR")
+                "SECRET_KEY", "ALLOWED_HOSTS", "BROKER_DIR", "DJANGO_ALLOW_ASYNC_UNSAFE")
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict:
