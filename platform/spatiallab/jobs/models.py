@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from spatiallab.jobs.kinds import JOB_KINDS
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -63,6 +65,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def kind_label(self) -> str:
+        kind = JOB_KINDS.get(self.kind)
+        return kind.label if kind else self.kind
 
     @property
     def is_active(self) -> bool:
