@@ -42,10 +42,42 @@ def test_ml_never_imports_django_or_the_platform():
     assert not {f: n for f, n in offenders.items() if n}
 
 
-def test_platform_never_imports_torch():
-    forbidden = {"torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "ml"}
-    offenders = {f: names & forbidden for f, names in imported_modules(REPO / "platform").items()}
-    assert not {f: n for f, n in offenders.items() if n}
+def imported_from(folder: Path) -> dict[str, set[str]]:
+    """Full dotted module names each .py file under `folder` imports."""
+    found = {}
+    for path in folder.rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(REPO))] = names
+    return found
+
+
+# The pure-Python parts of ml/ that the web process may use; everything else in ml/ may need torch.
+PURE_ML = ("ml.spatial", "ml.paths")
+
+
+def test_platform_never_imports_torch_or_the_torch_parts_of_ml():
+    heavy = {"torch", "diffusers", "transformers", "peft", "accelerate", "safetensors"}
+    offenders = {}
+    for path, names in imported_from(REPO / "platform").items():
+        bad = {n for n in names if n.split(".")[0] in heavy
+               or (n.split(".")[0] == "ml" and not n.startswith(PURE_ML))}
+        if bad:
+            offenders[path] = bad
+    assert not offenders
+
+
+def test_pure_ml_parts_import_neither_django_nor_torch():
+    for prefix in PURE_ML:
+        folder = REPO / Path(*prefix.split("."))
+        files = imported_modules(folder) if folder.is_dir() else {prefix: imported_modules(folder.parent)[
+            str(folder.with_suffix(".py").relative_to(REPO))]}
+        for path, names in files.items():
+            assert not names & {"torch", "django", "rest_framework", "numpy", "spatiallab", "workers"}, path
 
 
 def test_worker_modules_import_torch_only_inside_task_code():

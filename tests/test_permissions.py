@@ -80,7 +80,7 @@ API = [
     ("DELETE", "/api/v1/jobs/{job}/",               (401, 403, 403, 405, 405)),
     ("GET",    "/api/v1/prompt-sets/",              (401, 403, 403, 200, 200)),
     ("GET",    "/api/v1/prompt-sets/{prompt_set}/", (401, 403, 403, 200, 200)),
-    ("POST",   "/api/v1/prompt-sets/",              (401, 403, 403, 405, 405)),
+    ("POST",   "/api/v1/prompt-sets/",              (401, 403, 403, 400, 400)),
     # The schema and its docs: any logged-in user (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = IsAuthenticated).
     ("GET",    "/api/v1/schema/",                   (401, 200, 200, 200, 200)),
     ("GET",    "/api/v1/docs/",                     (401, 200, 200, 200, 200)),
@@ -126,7 +126,7 @@ def objects(db):
     """A queued job and a prompt set that the {job} and {prompt_set} urls point at."""
     owner = UserFactory(username="owner", role="researcher")
     job = JobFactory(created_by=owner)
-    prompt_set = prompt_set_create(name="Kitchen", texts=["a cup left of a plate", "a lamp above a table"],
+    prompt_set = prompt_set_create(name="Kitchen", prompts=["a cup left of a plate", "a lamp above a table"],
                                    created_by=owner).prompt_set
     return {"job": job.pk, "prompt_set": prompt_set.pk}
 

@@ -237,6 +237,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Rule kinds appear as PerturbationRule.kind and PerturbationEdit.rule_kind; jobs have a "kind" of their own.
+    "ENUM_NAME_OVERRIDES": {"RuleKindEnum": "spatiallab.prompts.models.RuleKind"},
 }
 
 # --- Celery (read by workers.app with the CELERY_ namespace) ---------------------------------------------

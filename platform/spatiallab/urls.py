@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from spatiallab.core import views as core_views
+from spatiallab.prompts.urls import rule_urlpatterns
 
 api_v1 = [
     path("", include("spatiallab.accounts.api_urls")),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("annotate/", include("spatiallab.core.annotate_urls")),
     path("dashboard/", include("spatiallab.jobs.urls")),
     path("dashboard/prompt-sets/", include("spatiallab.prompts.urls")),
+    path("dashboard/perturbation-rules/", include(rule_urlpatterns)),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

@@ -3,7 +3,9 @@ job's result as a JSON-able dict. Handlers for GPU kinds import torch inside the
 level, so the web process and CPU workers never load it."""
 
 from workers.handlers.demo import run_demo_primes
+from workers.handlers.perturb import run_perturb_prompt_set
 
 HANDLERS = {
     "demo_primes": run_demo_primes,
+    "perturb_prompt_set": run_perturb_prompt_set,
 }

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
+from spatiallab.prompts.job_params import PerturbPromptSetParams
+
 
 class DemoPrimesParams(serializers.Serializer):
     limit = serializers.IntegerField(
@@ -38,6 +40,7 @@ JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in [
         JobKind("demo_primes", "Demo: count primes in steps", "cpu", DemoPrimesParams),
+        JobKind("perturb_prompt_set", "Perturb a prompt set", "cpu", PerturbPromptSetParams),
     ]
 }
 
