@@ -62,3 +62,71 @@ def workers(request, tmp_path):
     pool = WorkerPool(tmp_path)
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Tests create many users; the production hasher costs a quarter second per password.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api(researcher):
+    """An API client authenticated with the researcher's token."""
+    from tests.factories import token_client
+
+    return token_client(researcher)
+
+
+# --- Browser tests (real Chromium, tests/browser.py) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian package `chromium`)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; without this Django refuses ORM calls made from
+    # it. Only while a browser module runs: subprocesses of other tests (the deploy check) must not inherit it.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context per test; page errors, console errors and requested URLs are collected."""
+    from tests.browser import TIMEOUT_MS
+
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.errors = []
+    page.requests = []
+    page.on("pageerror", lambda exc: page.errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and page.errors.append(f"console: {msg.text}"))
+    page.on("request", lambda request: page.requests.append(request.url))
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def demo_accounts(transactional_db):
+    """The demo accounts exactly as `seed_demo` creates them (README's credentials)."""
+    import io
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=io.StringIO())

@@ -33,3 +33,14 @@ class JobFactory(factory.django.DjangoModelFactory):
     queue = "cpu"
     params = factory.LazyFunction(lambda: {"limit": 1000, "chunks": 10, "step_delay": 0.0})
     max_attempts = 3
+
+
+def token_client(user):
+    """A DRF test client that authenticates with the user's (new) API token, as a REST client would."""
+    from rest_framework.test import APIClient
+
+    from spatiallab.accounts.services import token_rotate
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_rotate(user=user).key}")
+    return api

@@ -25,29 +25,12 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from spatiallab.accounts.services import token_rotate
 from spatiallab.jobs.models import Job, JobStatus
-from tests.factories import JobFactory, UserFactory
+from tests.factories import JobFactory, UserFactory, token_client
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = "/api/v1/jobs/"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Tests create many users; the production hasher costs a quarter second per password.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def token_client(user) -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token_rotate(user=user).key}")
-    return api
-
-
-@pytest.fixture
-def api(researcher) -> APIClient:
-    return token_client(researcher)
 
 
 # --- Token authentication ---------------------------------------------------------------------------------

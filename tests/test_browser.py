@@ -6,31 +6,20 @@ annotator gets no access to the dashboard; an anonymous visitor is sent to the l
 the ones `seed_demo` creates, with the credentials it prints.
 """
 
-import io
-import os
-from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from spatiallab.accounts.management.commands.seed_demo import DEMO_ACCOUNTS
 from spatiallab.accounts.roles import Role
+from tests.browser import TIMEOUT_MS, log_in
 
 # Transactional: the live server thread and the worker process see only committed rows.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync",
-]
-CREDENTIALS = {role: (username, password) for username, password, role in DEMO_ACCOUNTS}
 
 # Small enough to finish in a few seconds, with enough steps that the bar visibly passes through values
 # between 0 and 100 while the table polls once a second. The prime count below 200 000 is 17 984.
 DEMO_PARAMS = {"limit": "200000", "chunks": "20", "step_delay": "0.15"}
 PRIMES_BELOW_LIMIT = 17984
-TIMEOUT_MS = 30_000
 
 # Records every value the progress bar of every job row shows after each htmx swap, and every failed htmx
 # request, so the test sees the intermediate values even if it polls the page more slowly than htmx does.
@@ -56,55 +45,6 @@ RECORDER_JS = """
   record();
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian package `chromium`)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; without this Django refuses ORM calls made from
-    # it. Only for this module: subprocesses of other tests (the deploy check) must not inherit it.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and page.errors.append(f"console: {msg.text}"))
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def demo_accounts(transactional_db):
-    call_command("seed_demo", stdout=io.StringIO())
-
-
-def log_in(page, live_server, role: Role):
-    username, password = CREDENTIALS[role]
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    with page.expect_navigation():
-        page.click("button[type=submit]:has-text('Log in')")
-    assert "/login/" not in page.url, f"login as {username} failed"
 
 
 @pytest.mark.worker

@@ -5,28 +5,17 @@ drawn by the vendored Chart.js, searches the prompts (htmx, no reload), previews
 <mark> highlights) and sees a preview error swapped in although it comes with status 400.
 """
 
-import io
 import json
-import os
-from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from spatiallab.accounts.management.commands.seed_demo import DEMO_ACCOUNTS
 from spatiallab.accounts.roles import Role
 from spatiallab.prompts.models import PerturbationRule, PromptSet
+from tests.browser import log_in
 
 # Transactional: the live server thread sees only committed rows.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync",
-]
-CREDENTIALS = {role: (username, password) for username, password, role in DEMO_ACCOUNTS}
-TIMEOUT_MS = 30_000
 
 PROMPTS = [
     "The mug is to the left of the laptop.",
@@ -52,60 +41,6 @@ CHARTS_DRAWN_JS = """
   return window.Chart !== undefined && canvases.length === 4 && canvases.every((c) => Chart.getChart(c));
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian package `chromium`)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; without this Django refuses ORM calls made from it.
-    # Only while this module runs: subprocesses of other tests must not inherit it.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.errors = []
-    page.requests = []
-    page.on("pageerror", lambda exc: page.errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and page.errors.append(f"console: {msg.text}"))
-    page.on("request", lambda request: page.requests.append(request.url))
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def demo_accounts(transactional_db):
-    call_command("seed_demo", stdout=io.StringIO())
-    # The flush after an earlier transactional test removes the rules the data migration made.
-    for name, kind, weight in [("Flip direction", "flip_direction", 3.0), ("Swap objects", "swap_objects", 2.0)]:
-        PerturbationRule.objects.get_or_create(name=name, defaults={"kind": kind, "weight": weight})
-
-
-def log_in(page, live_server, role: Role):
-    username, password = CREDENTIALS[role]
-    page.goto(f"{live_server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    with page.expect_navigation():
-        page.click("button[type=submit]:has-text('Log in')")
-    assert "/login/" not in page.url, f"login as {username} failed"
 
 
 def test_researcher_uploads_a_set_sees_plots_searches_and_previews(page, live_server, demo_accounts):

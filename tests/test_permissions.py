@@ -98,12 +98,6 @@ def _cells(table):
     return cells
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Every test creates several users; the production hasher costs a quarter second per password.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def no_role(db):
     return UserFactory(username="nobody")

@@ -46,11 +46,6 @@ DEFAULT_RULES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def rules(db):
     """The rules the pages offer. Created here: a transactional test elsewhere may have flushed the ones the

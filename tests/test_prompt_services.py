@@ -151,12 +151,9 @@ class TestRules:
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_perturbation_run_job_on_a_real_worker_is_idempotent_for_the_same_seed(workers, researcher):
-    import importlib
+    from spatiallab.prompts.defaults import ensure_default_rules
 
-    from django.apps import apps
-
-    # Transactional tests flush the rows the data migration made; put the default rules back the same way.
-    importlib.import_module("spatiallab.prompts.migrations.0003_default_rules").create_rules(apps, None)
+    ensure_default_rules(PerturbationRule)  # transactional tests flush the rows the data migration made
     prompt_set = prompt_set_generate(name="run", settings=GeneratorSettings(count=40, seed=9)).prompt_set
     rules = [r.pk for r in PerturbationRule.objects.filter(kind__in=["flip_direction", "swap_objects"])]
     workers.start()

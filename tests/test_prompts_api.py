@@ -18,9 +18,9 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from ml.spatial.parser import parse
-from spatiallab.accounts.services import token_rotate
 from spatiallab.prompts.models import PerturbationEdit, PerturbationRule, PerturbedPrompt, Prompt, PromptSet
 from spatiallab.prompts.services import prompt_set_create
+from tests.factories import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -36,23 +36,6 @@ MUG = "A red mug is to the left of a kettle."
 LAMP = "A lamp is above a table. A cat is under the table."
 PLANT = "A plant is behind a sofa. A rug is in front of the sofa. A lamp is next to the sofa."
 NO_RELATION = "A quiet and sunny morning."
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Tests create users; the production hasher costs a quarter second per password.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def token_client(user) -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token_rotate(user=user).key}")
-    return api
-
-
-@pytest.fixture
-def api(researcher) -> APIClient:
-    return token_client(researcher)
 
 
 def upload(api, filename: str, content: str | bytes, name: str = "Upload", **fields):

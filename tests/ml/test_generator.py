@@ -4,7 +4,7 @@ import re
 from collections import Counter
 
 import pytest
-from hypothesis import given, reject, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml.spatial import lexicon as lx
@@ -20,6 +20,7 @@ from ml.spatial.generator import (
     max_relations,
 )
 from ml.spatial.graph import RelationKind, SceneGraph
+from tests.ml.strategies import feasible_prompt
 
 sizes = st.integers(2, 12).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, max_relations(n))))
 seeds = st.integers(0, 2**48)
@@ -90,7 +91,7 @@ def test_more_relations_than_possible_is_refused_and_the_limit_is_reachable():
 @given(seed=seeds, size=sizes, category=categories, style=styles)
 def test_graph_matches_the_request_and_carries_exact_spans(seed, size, category, style):
     n_objects, n_relations = size
-    prompt = generate_prompt(seed=seed, n_objects=n_objects, n_relations=n_relations, category=category,
+    prompt = feasible_prompt(seed=seed, n_objects=n_objects, n_relations=n_relations, category=category,
                              style=style)
     graph, text = prompt.graph, prompt.text
     assert len(graph.objects) == n_objects
@@ -217,14 +218,7 @@ def test_long_prompts_are_about_sixty_words_on_average():
 @settings(max_examples=200, deadline=None)
 @given(seed=seeds, size=sizes, category=categories, style=styles)
 def test_parse_gives_back_the_graph_the_text_was_written_from(seed, size, category, style):
-    try:
-        prompt = generate_prompt(seed=seed, n_objects=size[0], n_relations=size[1], category=category, style=style)
-    except ValueError as exc:
-        # Documented limit: 10-11 relations about many long-named objects may not fit in 120 words (about 1 in
-        # 240 draws at 11 relations); the caller then asks for fewer. Anything else is a bug.
-        if not (size[1] >= 10 and "cannot write" in str(exc)):
-            raise
-        reject()
+    prompt = feasible_prompt(seed=seed, n_objects=size[0], n_relations=size[1], category=category, style=style)
     parsed = parse(prompt.text)
     assert parsed.same_scene(prompt.graph), (prompt.text, prompt.graph.diff(parsed))
 

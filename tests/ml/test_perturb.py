@@ -30,6 +30,7 @@ from ml.spatial.perturb import (
     perturb,
     rejections,
 )
+from tests.ml.strategies import feasible_prompt
 
 ALL_RULES = [Rule(RuleKind.FLIP_DIRECTION, weight=3), Rule(RuleKind.SWAP_OBJECTS, weight=2),
              Rule(RuleKind.REVERSE_SEQUENCE), Rule(RuleKind.ROTATE_SEQUENCE, {"steps": 1}),
@@ -305,7 +306,7 @@ sizes = st.tuples(st.integers(3, 9), st.integers(3, 11))
 
 def generated(seed: int, size: tuple[int, int], style: str = "long"):
     n_objects, n_relations = size
-    return generate_prompt(seed=seed, n_objects=n_objects, n_relations=n_relations, style=style)
+    return feasible_prompt(seed=seed, n_objects=n_objects, n_relations=n_relations, style=style)
 
 
 def expected_diff(original: SceneGraph, result: Perturbation) -> tuple[set, set]:

@@ -3,6 +3,8 @@ from django.db import transaction
 
 from spatiallab.accounts.roles import Role
 from spatiallab.accounts.services import user_create_with_role
+from spatiallab.prompts.defaults import ensure_default_rules
+from spatiallab.prompts.models import PerturbationRule
 from spatiallab.prompts.services import prompt_set_ensure_demo
 
 # For the embedded local default only; printed on purpose. Never run this command against production.
@@ -14,7 +16,8 @@ DEMO_ACCOUNTS = [
 
 
 class Command(BaseCommand):
-    help = "Creates the demo accounts (one per role) and the demo prompt set, and prints the credentials."
+    help = ("Creates the demo accounts (one per role), the demo prompt set and the default perturbation rules, and "
+            "prints the credentials.")
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -22,6 +25,7 @@ class Command(BaseCommand):
         for username, password, role in DEMO_ACCOUNTS:
             users[role] = user_create_with_role(username=username, password=password, role=role)
         prompt_set = prompt_set_ensure_demo(created_by=users[Role.RESEARCHER])
+        ensure_default_rules(PerturbationRule)  # the migration made them; a flushed database lost them
         self.stdout.write(self.style.SUCCESS("Demo accounts (local use only):"))
         for username, password, role in DEMO_ACCOUNTS:
             self.stdout.write(f"  {role.value:<11} username: {username:<11} password: {password}")
