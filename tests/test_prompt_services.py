@@ -148,6 +148,44 @@ class TestRules:
         assert edit.relation_kind in {"left_of", "in_front_of", "next_to", "on_top_of", "above", "behind"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stores_of_the_same_perturbations_keep_one_copy():
+    """Two runs (or a redelivered job beside the first) storing the same results at the same moment."""
+    import contextlib
+    import threading
+
+    from django.db import connection
+
+    from spatiallab.prompts.defaults import ensure_default_rules
+
+    ensure_default_rules(PerturbationRule)
+    prompt_set = prompt_set_generate(name="race", settings=GeneratorSettings(count=30, seed=2)).prompt_set
+    rules = list(PerturbationRule.objects.filter(kind="flip_direction"))
+    items = []
+    for prompt in prompt_set.prompts.all():
+        with contextlib.suppress(ValidationError):  # a prompt without a flippable relation
+            items.append((prompt, perturb_text(text=prompt.text, rules=rules, seed=1)))
+    barrier, created, errors = threading.Barrier(3), [], []
+
+    def store():
+        try:
+            barrier.wait()
+            created.append(perturbed_prompts_store(items=items, rules_by_name={r.name: r for r in rules}))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=store) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(created) == len(items) == PerturbedPrompt.objects.count() > 20
+    assert PerturbationEdit.objects.count() == len(items)
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_perturbation_run_job_on_a_real_worker_is_idempotent_for_the_same_seed(workers, researcher):

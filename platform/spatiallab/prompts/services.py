@@ -378,7 +378,7 @@ def perturbed_prompts_store(*, items: Sequence[tuple[Prompt, Perturbation]], rul
             with transaction.atomic():
                 PerturbedPrompt.objects.bulk_create(rows)
         except IntegrityError:
-            # A concurrent writer stored some of them first: fall back to one row at a time, skipping those.
+            # A concurrent run stored some of them between our read and our insert: insert the rest.
             rows = [row for row in rows if not PerturbedPrompt.objects.filter(
                 prompt=row.prompt, normalized_text=row.normalized_text).exists()]
             PerturbedPrompt.objects.bulk_create(rows)
