@@ -61,6 +61,7 @@ Decisions (documented here because the generator and the perturbation engine rel
 from __future__ import annotations
 
 import re
+from itertools import repeat
 
 from ml.spatial import lexicon
 from ml.spatial.graph import Extreme, Relation, RelationKind, SceneGraph, SceneObject, SequenceDirection, Span
@@ -261,6 +262,7 @@ def _trie_regex(phrases: list[str]) -> str:
     return emit(root)
 
 
+_MATCH_GROUP = re.Match.group
 _MULTI = [phrase for phrase in _CLASS if " " in phrase]
 _WORD_TAIL = r"(?![\w'’-])"
 _TOKEN_RE = re.compile(
@@ -308,13 +310,12 @@ class _Sentence:
         if len(low) != len(text):  # a few non-ASCII letters lower-case to two characters; keep offsets exact
             low = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
         ms = list(_TOKEN_RE.finditer(low))
-        strs = [m[0] for m in ms]
-        get = _CLASS.get
+        strs = list(map(_MATCH_GROUP, ms))  # m.group() is m[0]
         if "  " in low or "\n" in low or "\t" in low or "\r" in low:
             strs = [" ".join(s.split()) if " " in s or "\n" in s or "\t" in s else s for s in strs]
         self.ms = ms
         self.strs = strs
-        self.kinds = "".join([get(s, "W") for s in strs])
+        self.kinds = "".join(map(_CLASS.get, strs, repeat("W")))  # _CLASS.get(s, "W") for each
         # ("c", noun phrase records, relations) for each clause read, (start, end) for each unparsed stretch
         self.items: list[tuple] = []
 
@@ -715,58 +716,6 @@ class _Sentence:
         nps.append((name, attrs, count or (2 if plural else 1), count > 0, plural, self.ms[d_end].start(),
                     self.ms[j - 1].end(), d_end > pos and strs[pos] in _INDEFINITE))
         return len(nps) - 1, j
-        indefinite = m.end(1) > pos and strs[pos] in _INDEFINITE
-        count = _NUM[strs[mods_start - 1]] if m.end(2) > m.start(2) else 0
-        if head == mods_start:
-            attrs = ()
-        elif head == mods_start + 1:
-            attrs = (strs[mods_start],)
-        else:
-            kinds = self.kinds
-            attrs = tuple(sorted({strs[t] for t in range(mods_start, head) if kinds[t] == "A"}))
-        of = self.kinds.find("O", head, j)
-        main_end = of if of >= 0 else j
-        last = strs[main_end - 1]
-        single = _singular_word(last) if last[-1] == "s" or last in _IRREGULAR else last
-        name = " ".join(strs[head:main_end - 1] + [single]) if main_end - 1 > head else single
-        if of >= 0:
-            name = name + " of " + " ".join(strs[of + 1:j])
-        plural = single is not last
-        ms = self.ms
-        nps.append((name, attrs, count or (2 if plural else 1), count > 0, plural,
-                    ms[m.end(1)].start(), ms[j - 1].end(), indefinite))
-        return len(nps) - 1, j
-        i = pos
-        indefinite = False
-        if kinds[i] == "D":
-            indefinite = strs[i] in _INDEFINITE
-            i += 1
-        mention_start = i
-        count = 0
-        if kinds[i] == "N":
-            count = _NUM[strs[i]]
-            i += 1
-        of = kinds.find("O", i, j)
-        main_end = of if of >= 0 else j
-        head = i
-        last_attr = kinds.rfind("A", i, main_end - 1)
-        if last_attr >= 0:
-            head = last_attr + 1
-            attrs = tuple(sorted({strs[t] for t in range(i, head) if kinds[t] == "A"}))
-        else:
-            attrs = ()
-        last = strs[main_end - 1]
-        single = _singular_word(last)
-        name = " ".join(strs[head:main_end - 1] + [single]) if main_end - 1 > head else single
-        if of >= 0:
-            name = name + " of " + " ".join(strs[of + 1:j])
-        plural = single != last
-        explicit = count > 0
-        if not explicit:
-            count = 2 if plural else 1
-        ms = self.ms
-        nps.append((name, attrs, count, explicit, plural, ms[mention_start].start(), ms[j - 1].end(), indefinite))
-        return len(nps) - 1, j
 
     def _tok_span(self, tok: int) -> tuple[int, int]:
         return self.ms[tok].span()
@@ -787,43 +736,58 @@ class _Builder:
         self.rels: list[tuple] = []
         self.unparsed: list[tuple[int, int]] = []
 
-    def add(self, items: tuple, base: int) -> None:
-        for item in items:
-            if item[0] == "c":
-                self._commit(item[1], item[2], base)
-            else:
-                self.unparsed.append((item[0] + base, item[1] + base))
-
     def _commit(self, nps: tuple, rels: tuple, base: int) -> None:
         ids: list = []
-        objects, by_key = self.objects, self.by_key
+        objects, by_key, by_name = self.objects, self.by_key, self.by_name
         pronoun = False
+        serial = self.serial  # kept here, stored back for _resolve (the only reader) and at the end
         for rec in nps:
             if rec is None:
                 ids.append(self._pronoun(ids))
                 pronoun = True
                 continue
-            self.serial += 1
-            found = by_key.get(rec[:3])  # the same key is always the same object
+            serial += 1
+            key = rec[:3]
+            found = by_key.get(key)  # the same key is always the same object
             if found is None:
-                found = self._resolve(rec, base)
+                name = rec[0]
+                if name in by_name:
+                    self.serial = serial
+                    found = self._resolve(rec, base)
+                else:  # _resolve with no object of that name: a new object
+                    found = len(objects)
+                    objects.append([name, rec[1], rec[2], [(rec[5] + base, rec[6] + base)], serial, 0])
+                    by_key[key] = found
+                    by_name[name] = [found]
             else:
                 obj = objects[found]
                 obj[3].append((rec[5] + base, rec[6] + base))
-                obj[4] = self.serial
+                obj[4] = serial
             ids.append(found)
         out = self.rels
         for kind, subject, anchors, param, span in rels:
             sid = None if subject is None else ids[subject]
-            aids = (ids[anchors[0]],) if len(anchors) == 1 else tuple([ids[a] for a in anchors])
+            if len(anchors) == 1:
+                a = ids[anchors[0]]
+                if span is not None:
+                    span = (span[0] + base, span[1] + base)
+                if pronoun and ((subject is not None and sid is None) or a is None):
+                    self.unparsed.append(span)  # "it" with nothing to refer to
+                    continue
+                out.append((kind, sid, (a,), param, span))
+                serial += 1
+                objects[a][5] = serial
+                continue
+            aids = tuple([ids[a] for a in anchors])
             span = None if span is None else (span[0] + base, span[1] + base)
             if pronoun and ((subject is not None and sid is None) or None in aids):
                 self.unparsed.append(span)  # "it" with nothing to refer to
                 continue
             out.append((kind, sid, aids, param, span))
             for a in aids:
-                self.serial += 1
-                objects[a][5] = self.serial
+                serial += 1
+                objects[a][5] = serial
+        self.serial = serial
 
     def _pronoun(self, exclude: list) -> int | None:
         """ "it": the single object most recently used as an anchor ("a mug left of the laptop and a lamp behind
@@ -868,6 +832,35 @@ class _Builder:
                            for kind, subject, anchors, param, span in self.rels])
         return SceneGraph(objects, relations, tuple([_new_span(s, e) for s, e in self.unparsed]), self.text)
 
+    def graph_inline(self) -> SceneGraph:
+        """graph() with _new_span, _new_object and _new_relation written out (no call per instance); used when
+        those build the dataclasses' instances (checked at import)."""
+        ids = _IDS if len(self.objects) <= len(_IDS) else [f"o{i + 1}" for i in range(len(self.objects))]
+        new, set_dict = _object_new, _set_dict
+        objects = []
+        for i, (name, attrs, count, mentions, _, _) in enumerate(self.objects):
+            spans = []
+            for start, end in mentions:
+                span = new(Span)
+                set_dict(span, "__dict__", {"start": start, "end": end})
+                spans.append(span)
+            obj = new(SceneObject)
+            set_dict(obj, "__dict__", {"id": ids[i], "name": name, "attributes": attrs, "count": count,
+                                       "mentions": tuple(spans)})
+            objects.append(obj)
+        relations = []
+        for kind, subject, anchors, param, (start, end) in self.rels:
+            span = new(Span)
+            set_dict(span, "__dict__", {"start": start, "end": end})
+            relation = new(Relation)
+            set_dict(relation, "__dict__", {"kind": kind, "subject": None if subject is None else ids[subject],
+                                            "anchors": (ids[anchors[0]],) if len(anchors) == 1
+                                            else tuple([ids[a] for a in anchors]), "param": param,
+                                            "span": span})
+            relations.append(relation)
+        return SceneGraph(tuple(objects), tuple(relations), tuple([_new_span(s, e) for s, e in self.unparsed]),
+                          self.text)
+
 
 # parse() builds a few dozen spans, objects and relations per prompt; the dataclasses' generated __init__ sets
 # each field through object.__setattr__ (they are frozen), which costs more than the rest of parsing a clause.
@@ -906,7 +899,9 @@ def _fast_constructors_match() -> bool:
         return False
 
 
-if not _fast_constructors_match():  # pragma: no cover - only if graph.py's dataclasses change shape
+if _fast_constructors_match():
+    _Builder.graph = _Builder.graph_inline
+else:  # pragma: no cover - only if graph.py's dataclasses change shape
     _new_span, _new_object, _new_relation = Span, SceneObject, Relation  # noqa: F811
 
 _IDS = [f"o{i + 1}" for i in range(256)]
@@ -920,9 +915,16 @@ _SENTENCE_CACHE_SIZE = 20000  # entries are small tuples; cleared when full
 
 def parse(text: str) -> SceneGraph:
     """Reads a prompt into a scene graph; every span is an exact character range of `text`."""
+    return _parse_raw(text).graph()
+
+
+def _parse_raw(text: str) -> _Builder:
+    """parse() up to the graph: the builder's plain lists (objects, relations, unparsed spans, by object index),
+    which the perturbation engine's verification reads without building the SceneGraph's instances."""
     plain = "!" not in text and "?" not in text and ";" not in text
     sentences = text.split(".") if plain else _SENTENCE_END_RE.split(text)
     builder = _Builder(text)
+    commit, unparsed = builder._commit, builder.unparsed
     cache = _SENTENCE_CACHE
     base = 0
     for sentence in sentences:
@@ -933,7 +935,10 @@ def parse(text: str) -> SceneGraph:
                 if len(cache) >= _SENTENCE_CACHE_SIZE:
                     cache.clear()
                 cache[sentence] = items
-            if items:
-                builder.add(items, base)
+            for item in items:  # a clause's noun phrases and relations, or an unparsed stretch
+                if item[0] == "c":
+                    commit(item[1], item[2], base)
+                else:
+                    unparsed.append((item[0] + base, item[1] + base))
         base += len(sentence) + 1
-    return builder.graph()
+    return builder

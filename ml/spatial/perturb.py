@@ -23,10 +23,13 @@ from __future__ import annotations
 import math
 import random
 import re
+from bisect import bisect
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import accumulate
+from operator import attrgetter
 
 from ml.spatial import lexicon as lx
 from ml.spatial.generator import indefinite_article
@@ -186,6 +189,46 @@ class CandidateEdit:
     uses: tuple[str, ...] = ()  # object ids that lose a mention (move_anchor)
 
 
+# The engine builds a few frozen dataclass instances per prompt; their generated __init__ sets each field through
+# object.__setattr__. These install the field dict directly (as the parser does for the graph). If a dataclass
+# changes shape (slots, __post_init__, other fields), the check below falls back to the class itself.
+_object_new = object.__new__
+_set_dict = object.__setattr__
+
+
+def _fast_new(cls):
+    def new(fields: dict):
+        instance = _object_new(cls)
+        _set_dict(instance, "__dict__", fields)
+        return instance
+    return new
+
+
+def _fast_new_matches(cls, fields: dict) -> bool:
+    try:
+        return (list(fields) == list(cls.__dataclass_fields__) and not hasattr(cls, "__post_init__")
+                and _fast_new(cls)(dict(fields)) == cls(**fields))
+    except (AttributeError, TypeError):
+        return False
+
+
+def _checked_new(cls, sample: dict):
+    return _fast_new(cls) if _fast_new_matches(cls, sample) else lambda fields: cls(**fields)
+
+
+_new_candidate = _checked_new(CandidateEdit, {
+    "rule": None, "index": 0, "descriptor": (0, None), "before": None, "after": None, "replacements": (),
+    "canonical_before": (), "canonical_after": (), "facts_before": (), "facts_after": (), "uses": ()})
+_new_edit = _checked_new(Edit, {"rule": "r", "relation_before": {}, "relation_after": {}, "span_before": None,
+                                "span_after": None})
+_new_perturbation = _checked_new(Perturbation, {"original": "a", "perturbed": "b", "edits": (), "seed": 0})
+_new_span_fields = _checked_new(Span, {"start": 1, "end": 2})
+
+
+def _new_span(start: int, end: int) -> Span:
+    return _new_span_fields({"start": start, "end": end})
+
+
 # --- phrase tables ----------------------------------------------------------------------------------------
 
 # Each binary phrase flips to the phrase of the opposite kind at the same variant position (or the last one).
@@ -200,16 +243,19 @@ _PHRASE_RE: dict[RelationKind, re.Pattern] = {  # longest variant first, whole w
 }
 _BINARY = frozenset(lx.BINARY_PHRASES)
 _AXIS_KINDS: dict[tuple, frozenset] = {}  # filled on first use per axes selection
+_SPAN_START, _SPAN_END = attrgetter("start"), attrgetter("end")
 _KIND_VALUE = {kind: kind.value for kind in RelationKind}  # faster than the enum's .value
 _REVERSED_SEQUENCE = {str(d.value): r.value for d, r in REVERSED_SEQUENCE.items()}
 _COPULA_RE = re.compile(r"\s+(is|are)\s+\Z|\s+\Z", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s+\Z")
+_IS_ARE_RE = re.compile(r"\b(is|are)\b", re.IGNORECASE)
 _ARTICLE_BEFORE = re.compile(r"(?<![\w'-])(a|an)(\s+)\Z", re.IGNORECASE)
 # Words a noun phrase may start with before the head noun: the parser's mention may or may not include them.
 _NP_WORDS = frozenset({"a", "an", "the", *lx.COLOURS, *lx.MATERIALS, *lx.SIZES,
                        *(w for w in lx.NUMBERS if " " not in w)})
 # Fact axes: ("x", a, b) means a is left of b; "y": a in front of b; "z": a lower than b.
-_FACT_AXIS = {"left_of": "x", "in_front_of": "y"}
+# canonical kind -> (axis, the fact reads anchor before subject): the binary kinds' facts in one look-up
+_FACT_FORM = {"left_of": ("x", False), "in_front_of": ("y", False), "above": ("z", True), "on_top_of": ("z", True)}
 _SEQUENCE_AXIS = {"left_to_right": "x", "front_to_back": "y", "top_to_bottom": "z"}
 
 
@@ -236,8 +282,9 @@ def perturb(text: str, *, rules: Sequence[Rule], n_edits: int = 1, seed: int = 0
     rules = list(rules)
     if not rules:
         raise ValueError("rules: at least one rule is needed")
-    if not all(isinstance(r, Rule) for r in rules):
-        raise ValueError("rules: every rule must be a Rule")
+    for rule in rules:
+        if not isinstance(rule, Rule):
+            raise ValueError("rules: every rule must be a Rule")
     if graph is None:
         graph = _parse(text)
     elif graph.text and graph.text != text:
@@ -246,7 +293,6 @@ def perturb(text: str, *, rules: Sequence[Rule], n_edits: int = 1, seed: int = 0
     rng = random.Random(seed)
     # Candidates are built lazily (most prompts need one or two): pools hold (relation index, extra) per rule.
     pools = {i: ctx.descriptors(rule) for i, rule in enumerate(rules)}
-    position = {id(rule): i for i, rule in enumerate(rules)}
     failed: list[Rejection] = []
     for _ in range(MAX_ATTEMPTS):
         chosen = ctx.choose(rng, rules, pools, n_edits)
@@ -261,7 +307,7 @@ def perturb(text: str, *, rules: Sequence[Rule], n_edits: int = 1, seed: int = 0
         for culprit, why in culprits:
             failed.append(Rejection(culprit.rule.name, f"{VERIFICATION_FAILED}: {why} "
                                                        f"(editing {ctx.quote(culprit.before)})"))
-            pool = pools[position[id(culprit.rule)]]
+            pool = pools[{id(rule): i for i, rule in enumerate(rules)}[id(culprit.rule)]]
             if culprit.descriptor in pool:
                 pool.remove(culprit.descriptor)
             ctx.broken.add((id(culprit.rule), culprit.descriptor))
@@ -280,6 +326,34 @@ def _parse(text: str) -> SceneGraph:
     return parse(text)
 
 
+_full_parse = _parse
+# Verification reads the perturbed text back with the parser's own builder lists (object keys, unparsed spans,
+# relations by object index) instead of the SceneGraph built from them: the same parse, without creating its
+# instances. False reads the full SceneGraph back (tests compare the two); so does a substituted `_parse`.
+_FAST_READ_BACK = True
+_parse_raw = None  # ml.spatial.parser._parse_raw, imported on first use
+
+
+def _read_back(text: str) -> tuple[dict | list, list[tuple[int, int]], list[tuple]]:
+    """(object keys by id or index, unparsed (start, end) spans, (kind, subject, anchors, param, span) relations) of the
+    parse of `text`; subjects and anchors index `keys`."""
+    global _parse_raw
+    if not _FAST_READ_BACK or _parse is not _full_parse:
+        return _graph_read_back(_parse(text))
+    if _parse_raw is None:
+        from ml.spatial.parser import _parse_raw
+    built = _parse_raw(text)
+    # The builder's by_key maps each object's key (name, sorted attributes, count: SceneObject.key) to its index;
+    # an entry is made when the object is made and keys are never shared, so its order is the objects'.
+    return list(built.by_key), built.unparsed, built.rels
+
+
+def _graph_read_back(graph: SceneGraph) -> tuple[dict, list[tuple[int, int]], list[tuple]]:
+    keys = {o.id: o.key for o in graph.objects}
+    return (keys, [(s.start, s.end) for s in graph.unparsed],
+            [(r.kind, r.subject or None, r.anchors, r.param, None) for r in graph.relations])
+
+
 # --- the engine -------------------------------------------------------------------------------------------
 
 
@@ -289,23 +363,60 @@ class _Context:
     def __init__(self, graph: SceneGraph, text: str) -> None:
         self.graph = graph
         self.text = text
-        objects = graph.objects
-        self.keys = keys = {o.id: o.key for o in objects}
-        self.key_count = Counter(keys.values())
-        self.counts = {o.id: o.count for o in objects}
-        self.mentions = {o.id: o.mentions for o in objects}
-        self._np_cache: dict[Span, Span] = {}
-        self.canonical = [_canon(r.kind, r.subject, r.anchors, r.param, keys) for r in graph.relations]
-        self.canon_count = Counter(self.canonical)
-        self.facts = [_facts(c) for c in self.canonical]
+        self._reversed: str | None = None  # the text backwards, for _previous_word_reversed
+        keys: dict[str, tuple] = {}
+        key_count: dict[tuple, int] = {}
+        mentions: dict[str, tuple] = {}
+        for o in graph.objects:  # SceneObject.key, without the property call
+            attributes = o.attributes
+            key = (o.name, attributes if type(attributes) is tuple and len(attributes) < 2
+                   else tuple(sorted(attributes)), o.count)
+            object_id = o.id
+            keys[object_id] = key
+            key_count[key] = key_count.get(key, 0) + 1
+            mentions[object_id] = o.mentions
+        self.keys = keys
+        self.key_count = key_count  # plain dicts with counts > 0 (no Counter: cheaper, same comparisons)
+        self.mentions = mentions
+        self._np_cache: dict[tuple[int, int], Span] = {}
+        canonical = []
+        canon_count: dict[tuple, int] = {}
+        all_facts = []
         fact_count: dict[tuple, int] = {}
-        for facts in self.facts:
+        binary = []
+        sequences = []
+        for i, r in enumerate(graph.relations):
+            kind, anchors = r.kind, r.anchors
+            form = _CANON_FORM.get(kind)
+            if form is not None and form[2] == 0 and len(anchors) == 1:  # _canon and _facts, written out
+                value, exchanged, _ = form
+                subject, anchor = (anchors[0], r.subject) if exchanged else (r.subject, anchors[0])
+                c = (value, keys[subject] if subject else None, keys[anchor], r.param)
+                fact_form = _FACT_FORM.get(value)
+                if fact_form is None or c[1] == c[2]:
+                    facts = ()
+                else:
+                    facts = ((fact_form[0], c[2], c[1]),) if fact_form[1] else ((fact_form[0], c[1], c[2]),)
+            else:
+                c = _canon(kind, r.subject, anchors, r.param, keys)
+                facts = _facts(c)
+            canonical.append(c)
+            canon_count[c] = canon_count.get(c, 0) + 1
+            all_facts.append(facts)
             for fact in facts:
                 fact_count[fact] = fact_count.get(fact, 0) + 1
-        self.fact_count = Counter(fact_count)
-        # relation indices by what the rules edit
-        self.binary = [i for i, r in enumerate(graph.relations) if r.kind in _BINARY]
-        self.sequences = [i for i, r in enumerate(graph.relations) if r.kind == RelationKind.SEQUENCE]
+            # relation indices by what the rules edit
+            if kind in _BINARY:
+                binary.append(i)
+            elif kind == RelationKind.SEQUENCE:
+                sequences.append(i)
+        self.canonical = canonical
+        self.canon_count = canon_count
+        self.canonical_set = set(canonical)
+        self.facts = all_facts
+        self.fact_count = fact_count
+        self.binary = binary
+        self.sequences = sequences
         self._phrases: dict[int, Span | str] = {}
         self._clauses: dict[int, tuple | str] = {}
         self._built: dict[tuple, CandidateEdit | str] = {}
@@ -331,12 +442,16 @@ class _Context:
 
     def noun_phrase(self, mention: Span) -> Span:
         """The mention with the determiner, number and attribute words in front of it ("the red mug")."""
-        cached = self._np_cache.get(mention)
+        cache_key = (mention.start, mention.end)  # a tuple hashes in C, a Span in its dataclass __hash__
+        cached = self._np_cache.get(cache_key)
         if cached is not None:
             return cached
         text, start = self.text, mention.start
+        rev = self._reversed
+        if rev is None:
+            rev = self._reversed = text[::-1]
         while True:
-            word = _previous_word(text, start)
+            word = _previous_word_reversed(rev, start)
             if word is None:
                 break
             word_start, lower = word
@@ -344,14 +459,14 @@ class _Context:
                 start = word_start
                 continue
             if lower == "of":  # "a pair of", "a couple of"
-                noun = _previous_word(text, word_start)
-                det = _previous_word(text, noun[0]) if noun and noun[1] in ("pair", "couple") else None
+                noun = _previous_word_reversed(rev, word_start)
+                det = _previous_word_reversed(rev, noun[0]) if noun and noun[1] in ("pair", "couple") else None
                 if det and det[1] in ("a", "the"):
                     start = det[0]
                     continue
             break
-        result = Span(start, mention.end)
-        self._np_cache[mention] = result
+        result = _new_span(start, mention.end)
+        self._np_cache[cache_key] = result
         return result
 
     def locate_phrase(self, relation: Relation) -> Span | str:
@@ -359,7 +474,7 @@ class _Context:
         span = relation.span
         if span is None:
             return f"{AMBIGUOUS}: the {relation.kind.value} relation has no span in the text"
-        found = [Span(m.start(), m.end())
+        found = [_new_span(m.start(), m.end())
                  for m in _PHRASE_RE[relation.kind].finditer(self.text, span.start, span.end)]
         if len(found) > 1:  # a clause-wide span: keep the occurrence between the subject and the anchor
             found = [p for p in found if not isinstance(self.find_clause(relation, p), str)]
@@ -375,10 +490,10 @@ class _Context:
         # determiner and attributes, so its end is the noun phrase's end).
         before = [m for m in self.mentions.get(relation.subject, ()) if m.end <= phrase.start]
         after = [m for m in self.mentions.get(relation.anchors[0], ()) if m.start >= phrase.end]
-        subject_np = self.noun_phrase(max(before, key=lambda m: m.end)) if before else None
+        subject_np = self.noun_phrase(max(before, key=_SPAN_END)) if before else None
         if subject_np is not None and not _COPULA_RE.match(text, subject_np.end, phrase.start):
             subject_np = None
-        anchor_np = self.noun_phrase(min(after, key=lambda m: m.start)) if after else None
+        anchor_np = self.noun_phrase(min(after, key=_SPAN_START)) if after else None
         if anchor_np is not None and (anchor_np.start < phrase.end
                                       or not _SPACE_RE.match(text, phrase.end, anchor_np.start)):
             anchor_np = None
@@ -386,8 +501,8 @@ class _Context:
             return (f"{AMBIGUOUS}: cannot find {'the subject' if subject_np is None else 'the anchor'} right "
                     f"{'before' if subject_np is None else 'after'} {phrase.text(text)!r} in "
                     f"{self.sentence_of(phrase)!r}")
-        match = re.search(r"\b(is|are)\b", text[subject_np.end:phrase.start], re.IGNORECASE)
-        copula = Span(subject_np.end + match.start(), subject_np.end + match.end()) if match else None
+        match = _IS_ARE_RE.search(text[subject_np.end:phrase.start])
+        copula = _new_span(subject_np.end + match.start(), subject_np.end + match.end()) if match else None
         return subject_np, copula, anchor_np
 
     def definite(self, object_id: str) -> str:
@@ -427,8 +542,12 @@ class _Context:
             return [(i, None) for i in self.binary]
         if kind == RuleKind.MOVE_ANCHOR:
             ids = list(self.keys)
-            return [(i, o) for i in self.binary for o in ids
-                    if o != relations[i].subject and o != relations[i].anchors[0]]
+            found = []
+            for i in self.binary:
+                relation = relations[i]
+                subject, anchor = relation.subject, relation.anchors[0]
+                found += [(i, o) for o in ids if o != subject and o != anchor]
+            return found
         return [(i, None) for i in self.sequences]
 
     def build(self, rule: Rule, descriptor: tuple[int, str | None]) -> CandidateEdit | str:
@@ -466,7 +585,7 @@ class _Context:
             replacements = [(subject_np.start, subject_np.end, self.moved(anchor_np, subject_np.start)),
                             (anchor_np.start, anchor_np.end, self.moved(subject_np, anchor_np.start))]
             if copula is not None:
-                verb = "is" if self.counts[relation.anchors[0]] == 1 else "are"
+                verb = "is" if self.keys[relation.anchors[0]][2] == 1 else "are"  # the key's count
                 if copula.text(self.text).lower() != verb:
                     replacements.insert(1, (copula.start, copula.end, verb))
             after = Relation(kind, relation.anchors[0], (relation.subject,), relation.param, relation.span)
@@ -550,10 +669,11 @@ class _Context:
              replacements: tuple, uses: tuple[str, ...] = ()) -> CandidateEdit:
         index = descriptor[0]
         canonical_after = self.canon(after.kind, after.subject, after.anchors, after.param)
-        return CandidateEdit(rule=rule, index=index, descriptor=descriptor, before=before, after=after,
-                             replacements=tuple(self.agree(r) for r in replacements),
-                             canonical_before=self.canonical[index], canonical_after=canonical_after,
-                             facts_before=self.facts[index], facts_after=_facts(canonical_after), uses=uses)
+        return _new_candidate({"rule": rule, "index": index, "descriptor": descriptor, "before": before,
+                               "after": after, "replacements": tuple([self.agree(r) for r in replacements]),
+                               "canonical_before": self.canonical[index], "canonical_after": canonical_after,
+                               "facts_before": self.facts[index], "facts_after": _facts(canonical_after),
+                               "uses": uses})
 
     def agree(self, replacement: tuple[int, int, str]) -> tuple[int, int, str]:
         """Makes "a"/"an" agree with the word after it: the replacement's own article, and one right before it
@@ -576,16 +696,16 @@ class _Context:
         """Why this edit on its own is unsafe, or None."""
         if candidate.canonical_after == candidate.canonical_before:
             return f"{NO_OP}: the edit leaves {self.quote(candidate.before)} meaning the same"
-        if self.canon_count[candidate.canonical_after]:
+        if self.canon_count.get(candidate.canonical_after, 0):
             return f"{NO_OP}: the edit of {self.quote(candidate.before)} would repeat another relation of the prompt"
-        if self.canon_count[candidate.canonical_before] > 1:
+        if self.canon_count.get(candidate.canonical_before, 0) > 1:
             return (f"{CONTRADICTION}: {self.quote(candidate.before)} is stated twice; editing one copy contradicts "
                     f"the other")
         fact_count = self.fact_count
         own = candidate.facts_before
         for fact in candidate.facts_after:
             opposite = (fact[0], fact[2], fact[1])
-            if fact_count[opposite] - own.count(opposite) > 0:
+            if fact_count.get(opposite, 0) - own.count(opposite) > 0:
                 return (f"{CONTRADICTION}: the edited {self.quote(candidate.before)} would contradict another "
                         f"relation of the prompt")
         return None
@@ -596,15 +716,24 @@ class _Context:
                n_edits: int) -> list[CandidateEdit] | None:
         """n_edits compatible edits: a rule by weight among the rules that still have one, then one of its edits
         uniformly. Rejected descriptors leave the pools for good; the others stay for the next attempt."""
-        remaining = {i: list(pool) for i, pool in pools.items() if pool}
+        remaining = {i: pool for i, pool in pools.items() if pool}
         chosen: list[CandidateEdit] = []
         while len(chosen) < n_edits:
             if not remaining:
                 return None
             rule_ids = sorted(remaining)
-            pick = rule_ids[0] if len(rule_ids) == 1 else rng.choices(
-                rule_ids, [rules[i].weight for i in rule_ids])[0]
+            if len(rule_ids) == 1:
+                pick = rule_ids[0]
+            else:  # rng.choices(rule_ids, weights)[0], the same single random() draw, without its checks
+                cum_weights = list(accumulate([rules[i].weight for i in rule_ids]))
+                total = cum_weights[-1] + 0.0
+                if total <= 0.0 or not math.isfinite(total):  # choices() raises its error
+                    pick = rng.choices(rule_ids, [rules[i].weight for i in rule_ids])[0]
+                else:
+                    pick = rule_ids[bisect(cum_weights, rng.random() * total, 0, len(rule_ids) - 1)]
             pool = remaining[pick]
+            if pool is pools[pick]:  # copied on first use: the pools lose only rejected descriptors
+                pool = remaining[pick] = list(pool)
             while pool:
                 descriptor = pool.pop(rng.randrange(len(pool)))
                 candidate = self.build(rules[pick], descriptor)
@@ -632,7 +761,7 @@ class _Context:
         added = Counter(f for c in group for f in c.facts_after)
         for fact in added:
             opposite = (fact[0], fact[2], fact[1])
-            if self.fact_count[opposite] - removed[opposite] + added[opposite] > 0:
+            if self.fact_count.get(opposite, 0) - removed[opposite] + added[opposite] > 0:
                 return False
         lost = Counter(u for c in group for u in c.uses)
         return all(len(self.mentions[o]) > n for o, n in lost.items())
@@ -651,47 +780,67 @@ class _Context:
         perturbed = "".join(reversed(pieces))
         ordered = replacements[::-1]
         edits = []
-        for candidate in sorted(chosen, key=lambda c: c.index):
-            spans = [candidate.before.span] if candidate.before.span else []
-            spans += [Span(s, e) for s, e, _ in candidate.replacements]
-            span_before = Span(min(s.start for s in spans), max(s.end for s in spans))
-            span_after = Span(_map(span_before.start, ordered, False), _map(span_before.end, ordered, True))
-            after_span = candidate.after.span
+        for candidate in chosen if len(chosen) == 1 else sorted(chosen, key=lambda c: c.index):
+            starts = [s for s, _, _ in candidate.replacements]
+            ends = [e for _, e, _ in candidate.replacements]
+            if candidate.before.span:
+                starts.append(candidate.before.span.start)
+                ends.append(candidate.before.span.end)
+            low, high = min(starts), max(ends)  # the relation phrase and every replaced piece
+            span_before = _new_span(low, high)
+            span_after = _new_span(_map(low, ordered, False), _map(high, ordered, True))
+            after = candidate.after  # its span mapped to the new text
+            after_span = after.span
             if after_span is not None:
-                after_span = Span(_map(after_span.start, ordered, False), _map(after_span.end, ordered, True))
-            after = Relation(candidate.after.kind, candidate.after.subject, candidate.after.anchors,
-                             candidate.after.param, after_span)
-            edits.append(Edit(rule=candidate.rule.name,
-                              relation_before=self.relation_dict(candidate.before, text),
-                              relation_after=self.relation_dict(after, perturbed),
-                              span_before=span_before, span_after=span_after))
+                after_span = (_map(after_span.start, ordered, False), _map(after_span.end, ordered, True))
+            edits.append(_new_edit({"rule": candidate.rule.name,
+                                    "relation_before": self.relation_dict(candidate.before, text),
+                                    "relation_after": self.fields_dict(after.kind, after.subject, after.anchors,
+                                                                       after.param, after_span, perturbed),
+                                    "span_before": span_before, "span_after": span_after}))
         problem = self.verify(perturbed, chosen, [e.span_after for e in edits])
         if problem is not None:
             return None, problem
-        return Perturbation(original=text, perturbed=perturbed, edits=tuple(edits), seed=seed), None
+        return _new_perturbation({"original": text, "perturbed": perturbed, "edits": tuple(edits),
+                                  "seed": seed}), None
 
     def verify(self, perturbed: str, chosen: list[CandidateEdit], edited: list[Span]) -> str | None:
-        new = _parse(perturbed)
-        if Counter(o.key for o in new.objects) != self.key_count:
+        keys, unparsed, relations = _read_back(perturbed)
+        if isinstance(keys, dict):
+            count: dict[tuple, int] = {}
+            for key in keys.values():
+                count[key] = count.get(key, 0) + 1
+        else:
+            count = dict.fromkeys(keys, 1)  # _read_back's keys are distinct
+        if count != self.key_count:
             return "the perturbed text mentions other objects"
-        for gap in new.unparsed:
-            if any(gap.start < span.end and span.start < gap.end for span in edited):
-                return f"the parser cannot read the edited text {gap.text(perturbed)!r}"
-        # SceneGraph.diff, with the original's canonical forms computed once and dict look-ups for object keys.
-        keys = {o.id: o.key for o in new.objects}
-        mine = set(self.canonical)
-        theirs = {_canon(r.kind, r.subject, r.anchors, r.param, keys) for r in new.relations}
+        for start, end in unparsed:
+            if any(start < span.end and span.start < end for span in edited):
+                return f"the parser cannot read the edited text {perturbed[start:end]!r}"
+        # SceneGraph.diff, with the original's canonical forms computed once and look-ups for object keys.
+        mine = self.canonical_set
+        theirs = {_canon_read_back(kind, subject, anchors, param, keys)
+                  for kind, subject, anchors, param, _ in relations}
         removed, added = mine - theirs, theirs - mine
         if removed != {c.canonical_before for c in chosen} or added != {c.canonical_after for c in chosen}:
             return "re-parsing the perturbed text does not give exactly the edited relations"
         return None
 
     def relation_dict(self, relation: Relation, text: str) -> dict:
-        data = relation.to_dict()
-        data["subject_key"] = _key_list(self.keys[relation.subject]) if relation.subject else None
-        data["anchor_keys"] = [_key_list(self.keys[a]) for a in relation.anchors]
-        data["text"] = relation.span.text(text) if relation.span else ""
-        return data
+        span = relation.span
+        return self.fields_dict(relation.kind, relation.subject, relation.anchors, relation.param,
+                                None if span is None else (span.start, span.end), text)
+
+    def fields_dict(self, kind: RelationKind, subject: str | None, anchors: tuple[str, ...], param: str,
+                    span: tuple[int, int] | None, text: str) -> dict:
+        """relation_dict of a relation with these fields (span as (start, end)), without building it."""
+        keys = self.keys
+        return {"kind": _KIND_VALUE[kind] if type(kind) is RelationKind else kind.value,  # Relation.to_dict()
+                "subject": subject, "anchors": list(anchors), "param": param,
+                "span": None if span is None else [span[0], span[1]],
+                "subject_key": _key_list(keys[subject]) if subject else None,
+                "anchor_keys": [_key_list(keys[a]) for a in anchors],
+                "text": "" if span is None else text[span[0]:span[1]]}
 
 
 _NOT_APPLICABLE = {
@@ -703,8 +852,39 @@ _NOT_APPLICABLE = {
 }
 
 
+# kind -> (value of the kind after INVERSE, subject and anchor exchanged, shape): one look-up instead of three.
+# Shape 0: subject and anchors as they are, 1: next_to (sorted pair), 2: between (sorted anchors), 3: sequence.
+_CANON_FORM = {kind: (_KIND_VALUE[INVERSE.get(kind, kind)], kind in INVERSE,
+                      {"next_to": 1, "between": 2, "sequence": 3}.get(_KIND_VALUE[INVERSE.get(kind, kind)], 0))
+               for kind in RelationKind}
+
+
 def _canon(kind: RelationKind, subject: str | None, anchors: tuple[str, ...], param: str, keys: dict) -> tuple:
     """SceneGraph.canonical_relation without the linear object look-ups (a test keeps the two equal)."""
+    form = _CANON_FORM.get(kind)
+    if form is None:
+        return _canon_general(kind, subject, anchors, param, keys)
+    value, exchanged, shape = form
+    if exchanged:
+        subject, anchors = anchors[0], (subject,)
+    if shape == 0:
+        if len(anchors) == 1:
+            return (value, keys[subject] if subject else None, keys[anchors[0]], param)
+        return (value, keys[subject] if subject else None, *(keys[a] for a in anchors), param)
+    if shape == 1:
+        pair = sorted((keys[subject], keys[anchors[0]]))
+        return (value, pair[0], pair[1], param)
+    if shape == 2:
+        return (value, keys[subject], *sorted(keys[a] for a in anchors), param)
+    anchor_keys = [keys[a] for a in anchors]
+    if param in _REVERSED_SEQUENCE:
+        param, anchor_keys = _REVERSED_SEQUENCE[param], anchor_keys[::-1]
+    return (value, None, *anchor_keys, param)
+
+
+def _canon_general(kind: RelationKind, subject: str | None, anchors: tuple[str, ...], param: str,
+                   keys: dict) -> tuple:
+    """_canon for a kind outside the table (it raises what SceneGraph.canonical_relation's look-ups would)."""
     if kind in INVERSE:
         kind, subject, anchors = INVERSE[kind], anchors[0], (subject,)
     value = _KIND_VALUE[kind]
@@ -723,14 +903,42 @@ def _canon(kind: RelationKind, subject: str | None, anchors: tuple[str, ...], pa
     return (value, keys[subject] if subject else None, *(keys[a] for a in anchors), param)
 
 
+def _canon_read_back(kind: RelationKind, subject, anchors: tuple, param: str, keys) -> tuple:
+    """_canon for _read_back's relations: subject None or a key of `keys` (an object index may be 0)."""
+    form = _CANON_FORM.get(kind)
+    if form is not None and form[2] == 0:  # the common shape; the others below as in _canon
+        value, exchanged, _ = form
+        if exchanged:
+            subject, anchors = anchors[0], (subject,)
+        if len(anchors) == 1:
+            return (value, None if subject is None else keys[subject], keys[anchors[0]], param)
+        return (value, None if subject is None else keys[subject], *(keys[a] for a in anchors), param)
+    if kind in INVERSE:
+        kind, subject, anchors = INVERSE[kind], anchors[0], (subject,)
+    value = _KIND_VALUE[kind]
+    if value == "next_to":
+        pair = sorted((keys[subject], keys[anchors[0]]))
+        return (value, pair[0], pair[1], param)
+    if value == "between":
+        return (value, keys[subject], *sorted(keys[a] for a in anchors), param)
+    if value == "sequence":
+        anchor_keys = [keys[a] for a in anchors]
+        if param in _REVERSED_SEQUENCE:
+            param, anchor_keys = _REVERSED_SEQUENCE[param], anchor_keys[::-1]
+        return (value, None, *anchor_keys, param)
+    if len(anchors) == 1:
+        return (value, None if subject is None else keys[subject], keys[anchors[0]], param)
+    return (value, None if subject is None else keys[subject], *(keys[a] for a in anchors), param)
+
+
 def _facts(canonical: tuple) -> tuple:
     """Pairwise order facts a canonical relation implies, for contradiction checks."""
     kind = canonical[0]
-    axis = _FACT_AXIS.get(kind)
-    if axis is not None:
-        return ((axis, canonical[1], canonical[2]),) if canonical[1] != canonical[2] else ()
-    if kind in ("above", "on_top_of"):
-        return (("z", canonical[2], canonical[1]),) if canonical[1] != canonical[2] else ()
+    form = _FACT_FORM.get(kind)
+    if form is not None:
+        if canonical[1] == canonical[2]:
+            return ()
+        return ((form[0], canonical[2], canonical[1]),) if form[1] else ((form[0], canonical[1], canonical[2]),)
     if kind == "sequence":
         axis = _SEQUENCE_AXIS.get(canonical[-1])
         keys = canonical[2:-1]
@@ -760,6 +968,18 @@ def _previous_word(text: str, end: int) -> tuple[int, str] | None:
     if j == i:
         return None
     return j, text[j:i].lower()
+
+
+# _previous_word read forwards in the reversed text: spaces, then word characters (str.isalnum() is exactly [^\W_]).
+_REVERSED_WORD_RE = re.compile(r" +((?:[^\W_]|[-'])+)")
+
+
+def _previous_word_reversed(reversed_text: str, end: int) -> tuple[int, str] | None:
+    """_previous_word(text, end) given text[::-1]."""
+    m = _REVERSED_WORD_RE.match(reversed_text, len(reversed_text) - end)
+    if m is None:
+        return None
+    return len(reversed_text) - m.end(), m[1][::-1].lower()
 
 
 def _sentence_start(text: str, position: int) -> bool:

@@ -399,3 +399,32 @@ def test_fast_canonical_form_equals_the_graphs():
         graph = prompt.graph
         context = engine._Context(graph, prompt.text)
         assert context.canonical == [graph.canonical_relation(r) for r in graph.relations]
+
+
+def _outcome(text: str, n_edits: int, seed: int):
+    try:
+        return perturb(text, rules=ALL_RULES, n_edits=n_edits, seed=seed).to_dict()
+    except PerturbationError as error:
+        return [r.to_dict() for r in error.reasons]
+
+
+def test_fast_read_back_equals_reading_the_parsed_graph(monkeypatch):
+    """Verification reads the parser's builder lists instead of the SceneGraph (engine._FAST_READ_BACK); both
+    must give the same object keys, unparsed spans and canonical relations, and so the same perturbations."""
+    from ml.spatial.parser import parse
+
+    texts = [generate_prompt(seed=seed, n_objects=3 + seed % 8, n_relations=1 + seed % 6,
+                             style="long" if seed % 2 else "short").text for seed in range(0, 160, 3)]
+    texts += ["A mug is left of a kettle and a lamp is behind it. It is next to the sofa.",
+              "There is a cat near the sofa, the cat sleeps in the corner. The red mug is on the mat."]
+    for text in texts:
+        graph = parse(text)
+        keys, unparsed, relations = engine._read_back(text)
+        graph_keys, graph_unparsed, graph_relations = engine._graph_read_back(graph)
+        assert keys == list(graph_keys.values()) and unparsed == graph_unparsed
+        assert ({engine._canon_read_back(*r[:4], keys) for r in relations}
+                == {engine._canon_read_back(*r[:4], graph_keys) for r in graph_relations}
+                == {graph.canonical_relation(r) for r in graph.relations})
+    fast = [_outcome(text, n, seed) for seed, text in enumerate(texts) for n in (1, 2, 3)]
+    monkeypatch.setattr(engine, "_FAST_READ_BACK", False)
+    assert fast == [_outcome(text, n, seed) for seed, text in enumerate(texts) for n in (1, 2, 3)]
