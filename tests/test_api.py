@@ -424,7 +424,9 @@ def test_spectacular_command_validates_the_schema_without_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stderr and "Error" not in result.stderr, result.stderr
-    assert yaml.safe_load(out.read_text())["info"]["title"] == "SpatialLab API"
+    schema = yaml.safe_load(out.read_text())
+    assert schema["info"]["title"] == "SpatialLab API"
+    assert {"/api/v1/jobs/", "/api/v1/prompt-sets/", "/api/v1/perturb/"} <= set(schema["paths"])
 
 
 # --- Throttling -------------------------------------------------------------------------------------------

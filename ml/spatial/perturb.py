@@ -899,36 +899,21 @@ def _canon_general(kind: RelationKind, subject: str | None, anchors: tuple[str, 
             param, anchor_keys = _REVERSED_SEQUENCE[param], anchor_keys[::-1]
         return (value, None, *anchor_keys, param)
     if len(anchors) == 1:
-        return (value, keys[subject] if subject else None, keys[anchors[0]], param)
-    return (value, keys[subject] if subject else None, *(keys[a] for a in anchors), param)
+        return (value, None if subject is None else keys[subject], keys[anchors[0]], param)
+    return (value, None if subject is None else keys[subject], *(keys[a] for a in anchors), param)
 
 
 def _canon_read_back(kind: RelationKind, subject, anchors: tuple, param: str, keys) -> tuple:
     """_canon for _read_back's relations: subject None or a key of `keys` (an object index may be 0)."""
     form = _CANON_FORM.get(kind)
-    if form is not None and form[2] == 0:  # the common shape; the others below as in _canon
+    if form is not None and form[2] == 0:  # the common shape; the others as in _canon_general
         value, exchanged, _ = form
         if exchanged:
             subject, anchors = anchors[0], (subject,)
         if len(anchors) == 1:
             return (value, None if subject is None else keys[subject], keys[anchors[0]], param)
         return (value, None if subject is None else keys[subject], *(keys[a] for a in anchors), param)
-    if kind in INVERSE:
-        kind, subject, anchors = INVERSE[kind], anchors[0], (subject,)
-    value = _KIND_VALUE[kind]
-    if value == "next_to":
-        pair = sorted((keys[subject], keys[anchors[0]]))
-        return (value, pair[0], pair[1], param)
-    if value == "between":
-        return (value, keys[subject], *sorted(keys[a] for a in anchors), param)
-    if value == "sequence":
-        anchor_keys = [keys[a] for a in anchors]
-        if param in _REVERSED_SEQUENCE:
-            param, anchor_keys = _REVERSED_SEQUENCE[param], anchor_keys[::-1]
-        return (value, None, *anchor_keys, param)
-    if len(anchors) == 1:
-        return (value, None if subject is None else keys[subject], keys[anchors[0]], param)
-    return (value, None if subject is None else keys[subject], *(keys[a] for a in anchors), param)
+    return _canon_general(kind, subject, anchors, param, keys)
 
 
 def _facts(canonical: tuple) -> tuple:

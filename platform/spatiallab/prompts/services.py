@@ -29,6 +29,13 @@ MAX_GENERATED = 100_000
 EDIT_SUBSETS = {"1": (1,), "2-3": (2, 3)}  # the paper's two benchmark subsets
 
 
+def validation_error_text(exc) -> str:
+    """A Django ValidationError as one line for a terminal: "field: message; field: message"."""
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
 def normalize_prompt(text: str) -> str:
     return " ".join(text.split()).lower()
 

@@ -5,15 +5,15 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from spatiallab.prompts.services import GeneratorSettings, generated_prompts, prompt_set_generate
+from spatiallab.prompts.services import (
+    GeneratorSettings,
+    generated_prompts,
+    prompt_set_generate,
+    validation_error_text,
+)
 
 DEFAULTS = GeneratorSettings(count=1)
 
-
-def _error_text(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
-    return " ".join(exc.messages)
 
 
 class Command(BaseCommand):
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         try:
             settings.validate()
         except ValidationError as exc:
-            raise CommandError(_error_text(exc)) from None
+            raise CommandError(validation_error_text(exc)) from None
         bar = tqdm(total=settings.count, file=sys.stderr, disable=not sys.stderr.isatty(), unit="prompt")
         if options["save"]:
             self._save(options["save"], options["description"], settings, bar)
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         try:
             result = prompt_set_generate(name=name, settings=settings, description=description, progress=progress)
         except ValidationError as exc:
-            raise CommandError(_error_text(exc)) from None
+            raise CommandError(validation_error_text(exc)) from None
         finally:
             bar.close()
         self.stdout.write(

@@ -16,15 +16,11 @@ from spatiallab.prompts.services import (
     perturbation_seed,
     rule_to_ml,
     rules_selected,
+    validation_error_text,
 )
 
 EDIT_CHOICES = [*EDIT_SUBSETS, "2", "3"]
 
-
-def _error_text(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
-    return " ".join(exc.messages)
 
 
 class Command(BaseCommand):
@@ -106,7 +102,7 @@ class Command(BaseCommand):
         try:
             return rules_selected(ids)
         except ValidationError as exc:
-            raise CommandError(_error_text(exc)) from None
+            raise CommandError(validation_error_text(exc)) from None
 
     def _note(self, bar, message: str) -> None:
         if bar.disable:
