@@ -57,7 +57,7 @@ def imported_from(folder: Path) -> dict[str, set[str]]:
 
 
 # The pure-Python parts of ml/ that the web process may use; everything else in ml/ may need torch.
-PURE_ML = ("ml.spatial", "ml.paths")
+PURE_ML = ("ml.spatial", "ml.paths", "ml.generation.settings")
 
 
 def test_platform_never_imports_torch_or_the_torch_parts_of_ml():
