@@ -32,6 +32,13 @@ def _plain_static_storage(settings):
 
 
 @pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    # Generated images go through the storage API; each test gets its own media folder (workers started by
+    # the test get the same one: tests/worker_procs.py passes MEDIA_ROOT on).
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     # Throttle counters live in the cache; one test's requests must not throttle the next.
     cache.clear()

@@ -44,3 +44,15 @@ def token_client(user):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token_rotate(user=user).key}")
     return api
+
+
+class GeneratorFactory(factory.django.DjangoModelFactory):
+    """A scene-renderer generator (the CPU backend) with small images, so tests render fast."""
+
+    class Meta:
+        model = "generation.Generator"
+
+    name = factory.Sequence(lambda n: f"renderer-{n}")
+    backend = "scene-renderer"
+    settings = factory.LazyFunction(lambda: {"width": 96, "height": 96, "break_fraction": 0.0, "labels": False,
+                                             "batch_size": 8, "image_format": "png"})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import kombu.pools
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from workers.app import app
@@ -168,6 +169,7 @@ class WorkerPool:
             **os.environ,
             **self.broker.env,
             "DATABASE_URL": database_url(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "JOB_HEARTBEAT_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "spatiallab.accounts",
     "spatiallab.jobs",
     "spatiallab.prompts",
+    "spatiallab.generation",
 ]
 
 MIDDLEWARE = [

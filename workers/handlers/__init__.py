@@ -3,9 +3,11 @@ job's result as a JSON-able dict. Handlers for GPU kinds import torch inside the
 level, so the web process and CPU workers never load it."""
 
 from workers.handlers.demo import run_demo_primes
+from workers.handlers.generate import run_generate_pairs
 from workers.handlers.perturb import run_perturb_prompt_set
 
 HANDLERS = {
     "demo_primes": run_demo_primes,
     "perturb_prompt_set": run_perturb_prompt_set,
+    "generate_pairs": run_generate_pairs,
 }

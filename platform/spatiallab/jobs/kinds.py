@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
+from spatiallab.generation.job_params import GeneratePairsParams
 from spatiallab.prompts.job_params import PerturbPromptSetParams
 
 
@@ -34,13 +35,16 @@ class JobKind:
     label: str
     queue: str  # "cpu" or "gpu"
     params: type[serializers.Serializer]
+    unit: str = "steps"  # what progress counts; rates show per minute for slow units
+    per_minute: bool = False
 
 
 JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in [
         JobKind("demo_primes", "Demo: count primes in steps", "cpu", DemoPrimesParams),
-        JobKind("perturb_prompt_set", "Perturb a prompt set", "cpu", PerturbPromptSetParams),
+        JobKind("perturb_prompt_set", "Perturb a prompt set", "cpu", PerturbPromptSetParams, unit="prompts"),
+        JobKind("generate_pairs", "Generate image pairs", "gpu", GeneratePairsParams, unit="pairs", per_minute=True),
     ]
 }
 

@@ -93,6 +93,17 @@ class Job(models.Model):
             return None
         return done / elapsed
 
+    def rate_display(self, now=None) -> str:
+        """The current attempt's rate in the kind's unit: "12.5 pairs/min", "840.0 prompts/s"."""
+        rate = self.rate_per_second(now)
+        if rate is None:
+            return "–"
+        kind = JOB_KINDS.get(self.kind)
+        unit = kind.unit if kind else "steps"
+        if kind and kind.per_minute:
+            return f"{rate * 60:.1f} {unit}/min"
+        return f"{rate:.2f} {unit}/s"
+
     def eta(self, now=None) -> timedelta | None:
         rate = self.rate_per_second(now)
         if rate is None or not self.progress_total:
