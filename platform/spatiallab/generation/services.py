@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import io
 import logging
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
@@ -29,6 +31,7 @@ from spatiallab.generation.models import Backend, GenerationFailure, Generator, 
 logger = logging.getLogger(__name__)
 
 THUMB_SIZE = 256
+ENCODE_THREADS = min(8, os.cpu_count() or 1)
 ROLES = ("winner", "loser")
 
 
@@ -146,6 +149,18 @@ def _write(name: str, content: bytes) -> None:
         raise RuntimeError(f"storage saved {name!r} as {saved!r}")
 
 
+def _write_all(files: Sequence[tuple[str, Image.Image, bool]], fmt: str) -> None:
+    """Encodes and writes (name, image, is_thumbnail) in threads: Pillow's encoders and file writes release the
+    GIL, and encoding is most of what storing a pair costs once the images exist."""
+
+    def write(task: tuple[str, Image.Image, bool]) -> None:
+        name, image, thumbnail = task
+        _write(name, encode_thumbnail(image) if thumbnail else encode_image(image, fmt))
+
+    with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
+        list(pool.map(write, files))  # list(): re-raises the first error
+
+
 def _delete_quietly(names: Iterable[str]) -> None:
     for name in names:
         try:
@@ -182,21 +197,20 @@ def pairs_store(*, job, generator: Generator, pairs: Sequence[GeneratedPair]) ->
     already (another job made it) is skipped by the unique constraint; its files are the ones written here,
     under the same deterministic names."""
     fmt = generator.image_format
-    rows, written = [], []
+    rows, files = [], []
     try:
         for item in pairs:
             names = pair_file_names(generator_id=generator.pk, perturbed_id=item.perturbed_id, seed=item.seed,
                                     fmt=fmt)
             for role, image in (("winner", item.winner), ("loser", item.loser)):
-                _write(names[f"{role}_image"], encode_image(image, fmt))
-                written.append(names[f"{role}_image"])
-                _write(names[f"{role}_thumb"], encode_thumbnail(image))
-                written.append(names[f"{role}_thumb"])
+                files.append((names[f"{role}_image"], image, False))
+                files.append((names[f"{role}_thumb"], image, True))
             rows.append(Pair(
                 generator=generator, prompt_id=item.prompt_id, perturbed_id=item.perturbed_id, seed=item.seed,
                 job=job, n_edits=item.n_edits, width=item.winner.width, height=item.winner.height, meta=item.meta,
                 ground_truth_ok=item.ground_truth_ok, **names,
             ))
+        _write_all(files, fmt)
         ids = [row.perturbed_id for row in rows]
         with transaction.atomic():
             before = Pair.objects.filter(generator=generator, perturbed_id__in=ids).count()
@@ -204,7 +218,7 @@ def pairs_store(*, job, generator: Generator, pairs: Sequence[GeneratedPair]) ->
             after = Pair.objects.filter(generator=generator, perturbed_id__in=ids).count()
     except BaseException:
         # Nothing of this batch is stored (the insert is one statement), so none of its files may stay.
-        _delete_quietly(written)
+        _delete_quietly(name for name, _, _ in files)
         raise
     return after - before
 
