@@ -82,11 +82,11 @@ def run_generate_pairs(ctx) -> dict:
     seeds = [params["seed"] + i for i in range(params["seeds"])]
     state = {"generator_index": 0, "after_id": 0, "made": 0, "skipped": 0, "failed": 0, "failed_batches": 0,
              "generate_seconds": 0.0, "store_seconds": 0.0, **ctx.checkpoint}
+    work = generation_work_ids(params)
     if "until_id" not in state:
         # Pin the work to what existed at launch: perturbed prompts added later are not part of this job.
-        ids = generation_work_ids(params)
-        state["until_id"] = ids[-1] if ids else 0
-    work = [pk for pk in generation_work_ids(params) if pk <= state["until_id"]]
+        state["until_id"] = work[-1] if work else 0
+    work = [pk for pk in work if pk <= state["until_id"]]
     total = len(work) * len(generators) * len(seeds)
     done = lambda: state["made"] + state["skipped"] + state["failed"]  # noqa: E731
     ctx.progress(done(), total=total, message="resuming" if done() else "loading the generator",
