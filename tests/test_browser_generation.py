@@ -128,3 +128,37 @@ def test_prompt_set_page_loads_the_generate_panel_and_shows_its_errors(page, liv
     assert page.evaluate("window.__noReload") is True and page.evaluate("window.__htmxErrors") == []
     bad_request = "console: Failed to load resource: the server responded with a status of 400 (Bad Request)"
     assert page.errors == [bad_request]
+
+
+@pytest.mark.worker
+def test_researcher_launches_generation_and_watches_it_finish_on_a_real_worker(page, live_server, demo_accounts,
+                                                                                workers):
+    """The whole loop in the browser: launch from the prompt set's page, the run's progress polls until a real
+    worker has rendered every pair with the demo's scene renderer, then the gallery shows them."""
+    from spatiallab.jobs.models import Job
+    from spatiallab.prompts.models import PerturbedPrompt
+    from tests.generation_data import perturbed_prompt_set
+
+    prompt_set = perturbed_prompt_set(count=4, seed=12)
+    n_perturbed = PerturbedPrompt.objects.filter(prompt__prompt_set=prompt_set).count()
+    workers.start(queues="gpu")
+    log_in(page, live_server, Role.RESEARCHER)
+    page.goto(f"{live_server.url}/dashboard/prompt-sets/{prompt_set.pk}/")
+    form = page.locator("#generate-pairs-form")
+    form.wait_for()
+    form.get_by_label("Scene renderer (scene-renderer)", exact=True).check()
+    form.locator("input[name=seeds]").fill("2")
+    form.locator("button[name=generate]").click()
+    page.locator("#generation-launched").wait_for()
+    job = Job.objects.get(kind="generate_pairs")
+    assert job.params["seeds"] == 2 and job.params["generators"] == [Generator.objects.get(name="Scene renderer").pk]
+
+    page.wait_for_function(
+        f"document.querySelector('#generation-run-{job.pk}')?.dataset.status === 'succeeded'", timeout=90_000)
+    assert Pair.objects.filter(job=job).count() == 2 * n_perturbed
+    page.locator(f"[data-pairs-of-job='{job.pk}']").click()
+    page.wait_for_url(f"**/dashboard/pairs/?job={job.pk}")
+    assert page.locator("#pair-results .pair-card").count() == min(2 * n_perturbed, 24)
+    # Thumbnails load lazily: those of the first card, in view, arrive from the worker's files.
+    page.wait_for_function("""() => [...document.querySelectorAll("#pair-results .pair-card:first-of-type img")]
+        .every((img) => img.complete && img.naturalWidth > 0)""")

@@ -146,7 +146,8 @@ def _get_pages(world):
     return [url("generator-list"), url("generator-defaults") + "?backend=scene-renderer",
             url("generator-edit", world["gen_a"].pk), url("pair-gallery"), url("pair-detail", pair.pk),
             url("pair-image", pair.pk, "winner"), url("pair-image", pair.pk, "loser-thumb"),
-            url("pair-generate", world["kitchen"].pk), url("pair-generation-runs", world["kitchen"].pk)]
+            url("pair-generate", world["kitchen"].pk), url("pair-generation-runs", world["kitchen"].pk),
+            url("generation-failures")]
 
 
 def test_every_page_is_for_researchers_and_admins_only(client, annotator, researcher, admin_user, world):
@@ -621,3 +622,26 @@ def test_a_launch_with_no_matching_perturbed_prompts_says_so(res_client, world, 
             assert "prompt_set: No perturbed prompts match" in errors
     assert Job.objects.count() == jobs and callbacks == []
     assert res_client.post(url("pair-generate", 99999), {"generators": [world["gen_a"].pk]}).status_code == 404
+
+
+# --- Failures ---------------------------------------------------------------------------------------------------
+
+
+def test_failures_page_lists_what_a_job_could_not_render_and_the_runs_panel_links_it(res_client, world):
+    from spatiallab.generation.services import generation_failures_record
+
+    job, other = world["job"], JobFactory(kind="generate_pairs", queue="gpu")
+    p1 = PerturbedPrompt.objects.select_related("prompt").get(pk=world["p1"].pk)
+    generation_failures_record(job=job, generator=world["gen_a"], failures=[(p1, 3)], error="Traceback: OOM")
+    generation_failures_record(job=other, generator=world["gen_a"], failures=[(p1, 4)], error="other job")
+    Job.objects.filter(pk=job.pk).update(result={"pairs": 3, "failed": 1})
+
+    page = html(res_client.get(url("generation-failures") + f"?job={job.pk}"))
+    assert 'id="failure-count">1 prompt pair could not' in page
+    assert p1.prompt.text in unescape(page) and p1.text in unescape(page) and "Traceback: OOM" in page
+    assert "other job" not in page
+    assert "2 prompt pairs" in html(res_client.get(url("generation-failures")))
+    assert res_client.get(url("generation-failures") + "?job=abc").status_code == 400
+
+    panel = html(res_client.get(url("pair-generation-runs", world["kitchen"].pk)))
+    assert f'href="{url("generation-failures")}?job={job.pk}"' in panel and "1 failed" in panel

@@ -6,6 +6,7 @@ from spatiallab.generation import views
 urlpatterns = [
     path("", views.pair_gallery, name="pair-gallery"),
     path("<int:pk>/", views.pair_detail, name="pair-detail"),
+    path("failures/", views.generation_failures, name="generation-failures"),
     path("<int:pk>/image/<str:which>/", views.pair_image, name="pair-image"),
     path("launch/<int:prompt_set_pk>/", views.generation_launch, name="pair-generate"),
     path("launch/<int:prompt_set_pk>/runs/", views.generation_runs, name="pair-generation-runs"),

@@ -322,3 +322,23 @@ def generation_launch(request, prompt_set_pk: int):
 def generation_runs(request, prompt_set_pk: int):
     prompt_set = _prompt_set(request, prompt_set_pk)
     return render(request, "generation/_generation_runs.html", _runs_context(request, prompt_set))
+
+
+# --- Failures ----------------------------------------------------------------------------------------------------
+
+FAILURES_PER_PAGE = 50
+
+
+@dashboard_only
+@require_GET
+def generation_failures(request):
+    """What a generation job could not render: the prompts, the seed and the error, newest first."""
+    failures = selectors.failures_visible_to(request.user).select_related("generator")
+    job = request.GET.get("job", "")
+    if job:
+        if not job.isdigit():
+            return render(request, "generation/failures.html", {"error": "job: must be a job id."}, status=400)
+        failures = failures.filter(job_id=int(job))
+    page = paginate(failures.order_by("-id"), page=request.GET.get("page"), per_page=FAILURES_PER_PAGE)
+    context = {"page": page, "job": job, "query": _query_without_page(request)}
+    return render(request, "generation/failures.html", context)
