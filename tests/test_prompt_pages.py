@@ -619,6 +619,8 @@ def test_perturbed_prompts_are_listed_with_highlights_and_filters(res_client, pr
     expected = PerturbedPrompt.objects.filter(edits__relation_kind=kind).distinct().count()
     response = res_client.get(path, {"relation_kind": kind}, HTTP_HX_REQUEST="true")
     assert f'data-count="{expected}"' in html(response) and "<h1>" not in html(response)
+    unused = PerturbationRule.objects.create(name="never used", kind="rotate_sequence")
+    assert 'data-count="0"' in html(res_client.get(path, {"rule": unused.pk}))  # an empty page is counted too
 
     response = res_client.get(path, {"rule": 99999, "n_edits": 7})
     assert response.status_code == 400
