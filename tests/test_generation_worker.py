@@ -12,7 +12,7 @@ from ml.spatial.parser import parse
 from spatiallab.generation.models import GenerationFailure, Pair
 from spatiallab.generation.services import pair_files
 from spatiallab.jobs.models import Job, JobStatus
-from spatiallab.jobs.services import job_create, jobs_requeue_stale
+from spatiallab.jobs.services import job_cancel, job_create, jobs_requeue_stale
 from spatiallab.prompts.models import PerturbedPrompt
 from tests.factories import GeneratorFactory
 from tests.generation_data import perturbed_prompt_set
@@ -110,6 +110,22 @@ def test_killed_worker_resumes_without_duplicate_pairs_or_orphaned_files(workers
     assert job.attempts == 2
     assert Pair.objects.count() == total > made_before
     assert Pair.objects.values("perturbed", "seed").distinct().count() == total
+    assert stored_files() == {name for pair in Pair.objects.all() for name in pair_files(pair)}
+
+
+def test_cancelling_a_generation_stops_it_between_batches_with_every_stored_pair_complete(workers, researcher):
+    prompt_set = perturbed_prompt_set(count=60, seed=6, max_objects=8, max_relations=7)
+    total = PerturbedPrompt.objects.filter(prompt__prompt_set=prompt_set).count() * 2
+    generator = GeneratorFactory(settings={"width": 384, "height": 384, "labels": True, "batch_size": 2})
+    workers.start(queues="gpu")
+    job = job_create(kind="generate_pairs", params={"prompt_set": prompt_set.pk, "generators": [generator.pk],
+                                                    "seeds": 2}, created_by=researcher)
+    wait_for(lambda: Job.objects.get(pk=job.pk).progress_done >= 4, timeout=90, message="some pairs")
+    job_cancel(job=job)
+    job = finished(job)
+    assert job.status == JobStatus.CANCELLED
+    stored = Pair.objects.filter(job=job).count()
+    assert 4 <= stored < total
     assert stored_files() == {name for pair in Pair.objects.all() for name in pair_files(pair)}
 
 
