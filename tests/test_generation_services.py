@@ -86,6 +86,10 @@ def test_generator_create_names_the_bad_setting_and_stores_nothing():
     with pytest.raises(ValidationError) as info:
         generator_create(name="flux", backend="scene-renderer")
     assert info.value.message_dict == {"name": ["A generator named 'flux' exists already."]}
+    with pytest.raises(ValidationError) as info:  # every problem at once
+        generator_create(name="flux", backend="scene-renderer", settings={"width": 1})
+    assert info.value.message_dict == {"name": ["A generator named 'flux' exists already."],
+                                       "settings": ["width: must be at least 64."]}
 
 
 @pytest.mark.django_db

@@ -52,11 +52,17 @@ def _checked_settings(backend: str, data) -> dict:
 def generator_create(*, name: str, backend: str, settings: dict | None = None, description: str = "",
                      enabled: bool = True, created_by=None) -> Generator:
     name = (name or "").strip()
+    errors: dict[str, list[str]] = {}
     if not name:
-        raise ValidationError({"name": "A generator needs a name."})
-    checked = _checked_settings(backend, settings)
-    if Generator.objects.filter(name=name).exists():
-        raise ValidationError({"name": f"A generator named {name!r} exists already."})
+        errors["name"] = ["A generator needs a name."]
+    elif Generator.objects.filter(name=name).exists():
+        errors["name"] = [f"A generator named {name!r} exists already."]
+    try:
+        checked = _checked_settings(backend, settings)
+    except ValidationError as exc:  # report the name and the settings together
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
     try:
         with transaction.atomic():
             return Generator.objects.create(name=name, backend=backend, settings=checked, description=description,
