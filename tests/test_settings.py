@@ -161,6 +161,7 @@ class TestCeleryApp:
         assert router.route({}, "workers.run_cpu_job")["queue"].name == "cpu"
         assert router.route({}, "workers.run_gpu_job")["queue"].name == "gpu"
         assert router.route({}, "workers.requeue_stale_jobs")["queue"].name == "cpu"
+        assert router.route({}, "workers.expire_verification_leases")["queue"].name == "cpu"
 
     def test_every_job_queue_has_a_registered_task(self):
         from spatiallab.jobs.kinds import JOB_KINDS, QUEUE_TASKS
@@ -180,3 +181,11 @@ class TestCeleryApp:
         assert entry["task"] == "workers.requeue_stale_jobs"
         assert entry["schedule"] < settings.JOB_STALE_SECONDS
         assert settings.JOB_HEARTBEAT_SECONDS * 3 <= settings.JOB_STALE_SECONDS
+
+    def test_lease_expiry_sweep_is_scheduled(self, conf):
+        from workers.app import app
+
+        app.loader.import_default_modules()
+        entry = conf.beat_schedule["expire-verification-leases"]
+        assert entry["task"] == "workers.expire_verification_leases" and entry["task"] in app.tasks
+        assert entry["schedule"] <= 60  # leases last minutes: a stale one must come back well within one

@@ -19,3 +19,10 @@ def requeue_stale_jobs() -> list[int]:
     from spatiallab.jobs.services import jobs_requeue_stale
 
     return jobs_requeue_stale()
+
+
+@app.task(name="workers.expire_verification_leases", ignore_result=True)
+def expire_verification_leases() -> int:
+    from spatiallab.verification.services import leases_expire
+
+    return leases_expire()

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "spatiallab.jobs",
     "spatiallab.prompts",
     "spatiallab.generation",
+    "spatiallab.verification",
 ]
 
 MIDDLEWARE = [
@@ -280,11 +281,13 @@ CELERY_TASK_ROUTES = {
     "workers.run_cpu_job": {"queue": "cpu"},
     "workers.run_gpu_job": {"queue": "gpu"},
     "workers.requeue_stale_jobs": {"queue": "cpu"},
+    "workers.expire_verification_leases": {"queue": "cpu"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-jobs": {"task": "workers.requeue_stale_jobs", "schedule": 30.0},
+    "expire-verification-leases": {"task": "workers.expire_verification_leases", "schedule": 30.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -295,6 +298,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 5)
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 90)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+
+# --- Verification ---------------------------------------------------------------------------------------
+# How long an annotator may take back their last answer.
+VERIFICATION_UNDO_SECONDS = env_int("VERIFICATION_UNDO_SECONDS", 30)
 
 LOGGING = {
     "version": 1,

@@ -55,7 +55,12 @@ def pair_image_response(queryset, pk: int, which: str):
     user's role; on object storage the browser is sent to the storage's (signed) URL instead."""
     if which not in IMAGE_FIELDS:
         raise Http404("Unknown image.")
-    name = getattr(get_object_or_404(queryset.only(IMAGE_FIELDS[which]), pk=pk), IMAGE_FIELDS[which])
+    return storage_image_response(getattr(get_object_or_404(queryset.only(IMAGE_FIELDS[which]), pk=pk),
+                                          IMAGE_FIELDS[which]))
+
+
+def storage_image_response(name: str):
+    """A stored image by its storage name, for views that have checked access already."""
     if settings.STORAGE_BACKEND == "s3":  # object storage serves the bytes itself, through a signed URL
         return HttpResponseRedirect(default_storage.url(name))
     try:

@@ -1,0 +1,2 @@
+# REST endpoints for verification (api.py).
+urlpatterns: list = []
