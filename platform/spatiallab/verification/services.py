@@ -19,8 +19,8 @@ which serialises writers.
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
