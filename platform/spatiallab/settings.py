@@ -5,6 +5,7 @@ filesystem (no server) and media on local disk. DATABASE_URL and CELERY_BROKER_U
 and Redis; production security values come from the environment as well (see docs/configuration.md).
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -119,6 +120,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file (not :memory:) so that worker processes started by the tests see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    # One test database per VAR_DIR, so that two checkouts (or a CI run beside a developer's run) testing
+    # against the same server do not drop each other's test database.
+    _checkout = hashlib.sha1(str(VAR_DIR).encode()).hexdigest()[:8]
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_checkout}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttling state is shared through it) ------------------------------------------------------

@@ -249,19 +249,14 @@ class Submitted:
 
 _A = Assignment._meta.db_table
 _I = QueueItem._meta.db_table
+_Q = VerificationQueue._meta.db_table
 
 _CLAIM_SQL = f"""
 WITH mine AS (
     SELECT a.id, a.item_id, a.winner_left, a.expires_at FROM {_A} a
     WHERE a.annotator_id = %(user)s AND a.queue_id = %(queue)s AND a.status = 'leased'
 ), candidate AS (
-    SELECT i.id FROM {_I} i
-    WHERE NOT EXISTS (SELECT 1 FROM mine)
-      AND i.queue_id = %(queue)s AND {{branch}}
-      AND NOT EXISTS (SELECT 1 FROM {_A} x WHERE x.item_id = i.id AND x.annotator_id = %(user)s)
-    ORDER BY {{order}}
-    LIMIT 1
-    {{lock}}
+    {{candidate}}
 ), leased AS (
     INSERT INTO {_A} (queue_id, item_id, annotator_id, is_gold, winner_left, status, leased_at, expires_at,
                       choice, answer, skip_reason)
@@ -279,12 +274,21 @@ FROM (SELECT id, item_id, winner_left, expires_at, true AS resumed FROM mine
       UNION ALL SELECT id, item_id, winner_left, expires_at, false FROM leased) l
 JOIN {_I} i ON i.id = l.item_id
 """
+_CANDIDATE = f"""
+    SELECT i.id FROM {_I} i
+    WHERE NOT EXISTS (SELECT 1 FROM mine) AND i.queue_id = %(queue)s AND {{branch}}
+      AND NOT EXISTS (SELECT 1 FROM {_A} x WHERE x.item_id = i.id AND x.annotator_id = %(user)s)
+    ORDER BY i.rank LIMIT 1 {{lock}}"""
 # Regular items: the lowest open rank first, so items fill up to their overlap (and reach consensus) quickly;
 # the row lock is taken with SKIP LOCKED so concurrent claims pass each other. Gold items have no counter to
-# protect (every annotator may see each once): no lock, and each claim starts at a random rank so annotators
-# do not all meet the same gold pair first.
-_CLAIM_REGULAR = _CLAIM_SQL.format(branch="i.open AND NOT i.is_gold", order="i.rank", lock="FOR UPDATE SKIP LOCKED")
-_CLAIM_GOLD = _CLAIM_SQL.format(branch="i.is_gold AND i.open", order="i.rank < %(start)s, i.rank", lock="")
+# protect (every annotator may see each once): no lock, and each claim starts at a random rank (wrapping
+# round to the lowest) so annotators do not all meet the same gold pair first. Both walk the partial index in
+# rank order and stop at the first item the annotator has not had: no sort, no scan of their history.
+_CLAIM_REGULAR = _CLAIM_SQL.format(candidate=_CANDIDATE.format(branch="i.open AND NOT i.is_gold",
+                                                               lock="FOR UPDATE SKIP LOCKED"))
+_GOLD = "i.is_gold AND i.open"
+_CLAIM_GOLD = _CLAIM_SQL.format(candidate="(" + _CANDIDATE.format(branch=_GOLD + " AND i.rank >= %(start)s", lock="")
+                                + ") UNION ALL (" + _CANDIDATE.format(branch=_GOLD, lock="") + ") LIMIT 1")
 
 
 def _claim_postgres(queue: VerificationQueue, user_id: int, *, gold: bool, winner_left: bool) -> Lease | None:
@@ -366,13 +370,13 @@ WITH answered AS (
         seconds = %(seconds)s, client_key = %(key)s, answered_at = now()
     WHERE id = %(assignment)s AND annotator_id = %(user)s AND status = 'leased'
       AND NOT EXISTS (SELECT 1 FROM {_A} k WHERE k.annotator_id = %(user)s AND k.client_key = %(key)s)
-    RETURNING id, item_id, answer, is_gold
+    RETURNING id, item_id, queue_id, answer, is_gold
 ), counted AS (
     UPDATE {_I} i SET done = i.done + 1 FROM answered WHERE i.id = answered.item_id
     RETURNING i.id, i.done
 )
-SELECT answered.id, answered.item_id, answered.answer, answered.is_gold, counted.done
-FROM answered JOIN counted ON counted.id = answered.item_id
+SELECT answered.id, answered.item_id, answered.answer, answered.is_gold, counted.done, q.overlap, q.quorum
+FROM answered JOIN counted ON counted.id = answered.item_id JOIN {_Q} q ON q.id = answered.queue_id
 """
 
 
@@ -415,27 +419,27 @@ def verdict_submit(*, user, assignment_id: int, choice: str, seconds: float | No
         row = None
     if row is None:
         return _replay(user.pk, client_key, assignment_id)
-    assignment_id, item_id, answer, is_gold, done = row
+    assignment_id, item_id, answer, is_gold, done, overlap, quorum = row
     decided = None
-    if not is_gold:
-        decided = item_decide(item_id=item_id, done=done)
+    if not is_gold and done >= overlap:  # this verdict completed the item
+        decided = item_decide(item_id=item_id, quorum=quorum)
     return Submitted(assignment_id, item_id, answer, replayed=False, decided=decided)
 
 
 def _submit_orm(user_id, assignment_id, choice, seconds, client_key):
     with transaction.atomic():
         row = (Assignment.objects.filter(pk=assignment_id, annotator_id=user_id, status=AssignmentStatus.LEASED)
-               .values_list("item_id", "winner_left", "is_gold").first())
+               .values_list("item_id", "winner_left", "is_gold", "queue__overlap", "queue__quorum").first())
         if row is None:
             return None
-        item_id, winner_left, is_gold = row
+        item_id, winner_left, is_gold, overlap, quorum = row
         answer = answer_for(choice, winner_left)
         Assignment.objects.filter(pk=assignment_id).update(
             status=AssignmentStatus.ANSWERED, choice=choice, answer=answer, seconds=seconds, client_key=client_key,
             answered_at=timezone.now())
         QueueItem.objects.filter(pk=item_id).update(done=F("done") + 1)
         done = QueueItem.objects.filter(pk=item_id).values_list("done", flat=True).get()
-        return assignment_id, item_id, answer, is_gold, done
+        return assignment_id, item_id, answer, is_gold, done, overlap, quorum
 
 
 def decide(answers: Sequence[str], quorum: int) -> str:
@@ -451,18 +455,15 @@ def decide(answers: Sequence[str], quorum: int) -> str:
     return ItemStatus.DISPUTED
 
 
-def item_decide(*, item_id: int, done: int | None = None) -> str | None:
-    """Applies the quorum once the item has its overlap of answers; returns the new status, or None while
-    answers are missing. Only the verdict that completes the item gets here with `done == overlap`."""
-    item = QueueItem.objects.select_related("queue").only("status", "done", "queue__overlap", "queue__quorum").get(
-        pk=item_id)
-    if (done if done is not None else item.done) < item.queue.overlap or item.status != ItemStatus.PENDING:
-        return None
+def item_decide(*, item_id: int, quorum: int) -> str | None:
+    """Applies the quorum to a complete item (called by the verdict that completed it, after that verdict's
+    statement committed, so every answer is visible); returns the new status, None if it was decided already."""
     answers = list(Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.ANSWERED)
                    .values_list("answer", flat=True))
-    status = decide(answers, item.queue.quorum)
-    QueueItem.objects.filter(pk=item_id, status=ItemStatus.PENDING).update(status=status, decided_at=timezone.now())
-    return status
+    status = decide(answers, quorum)
+    changed = QueueItem.objects.filter(pk=item_id, status=ItemStatus.PENDING).update(status=status,
+                                                                                      decided_at=timezone.now())
+    return status if changed else None
 
 
 _SKIP_SQL = f"""
@@ -622,5 +623,5 @@ def item_restore(*, item: QueueItem) -> QueueItem:
         item.open = item.is_gold or item.taken < item.queue.overlap
         item.save(update_fields=["status", "open"])
         if not item.is_gold and item.done >= item.queue.overlap:
-            item_decide(item_id=item.pk)
+            item_decide(item_id=item.pk, quorum=item.queue.quorum)
     return item
