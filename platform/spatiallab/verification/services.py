@@ -483,9 +483,10 @@ RETURNING skipped.id
 def item_skip(*, user, assignment_id: int, reason: str = "", broken: bool = False) -> None:
     """Gives the leased item back (another annotator gets it; this one never sees it again). `broken` flags
     the images as broken: the item leaves the queue until a researcher restores it."""
-    reason = (reason or "").strip()[:200]
+    reason = (reason or "").strip()
     if broken:
         reason = BROKEN_IMAGE + (f": {reason}" if reason else "")
+    reason = reason[:200]
     if _postgres():
         with connection.cursor() as cursor:
             cursor.execute(_SKIP_SQL, {"reason": reason, "assignment": assignment_id, "user": user.pk,
