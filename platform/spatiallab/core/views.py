@@ -2,7 +2,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 
-from spatiallab.accounts.roles import ANNOTATION_ROLES, DASHBOARD_ROLES, has_any_role, role_required
+from spatiallab.accounts.roles import ANNOTATION_ROLES, DASHBOARD_ROLES, has_any_role
 
 
 def home(request):
@@ -25,9 +25,3 @@ def healthz(request):
 
 def permission_denied(request, exception=None):
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
-
-
-@role_required(*ANNOTATION_ROLES)
-def annotate(request):
-    # The verification queue arrives with the annotation issue; the page and its access rules exist now.
-    return render(request, "core/annotate.html")
