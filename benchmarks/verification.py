@@ -3,7 +3,7 @@ on a queue of 1,000,000 items against one of 10,000 items, and the agreement sta
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/spatiallab_bench \\
         .venv/bin/python benchmarks/verification.py [--items 1000000] [--small 10000] [--annotators 64]
-            [--seconds 30] [--think-ms 0,250] [--verdicts 1000000]
+            [--seconds 30] [--think-ms 2000,250,0] [--verdicts 1000000]
 
 What it does, on the database DATABASE_URL names (migrated first; it must be PostgreSQL):
 1. makes --items pairs (rows only: one generator, 1,000 prompts x seeds, inserted with generate_series; the
@@ -92,19 +92,38 @@ def ensure_pairs(count: int) -> int:
     return generator.pk
 
 
+def _drop_queue(name: str) -> None:
+    """Deletes a benchmark queue in SQL (Django's delete collector would load a million rows first)."""
+    from django.db import connection, transaction
+
+    from spatiallab.verification.models import VerificationQueue
+
+    queue = VerificationQueue.objects.filter(name=name).first()
+    if queue is None:
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in ("verification_assignment", "verification_adjudication", "verification_queueitem",
+                      "verification_verificationqueue_annotators"):
+            column = "item_id IN (SELECT id FROM verification_queueitem WHERE queue_id = %s)" if (
+                table == "verification_adjudication") else (
+                "verificationqueue_id = %s" if table.endswith("annotators") else "queue_id = %s")
+            cursor.execute(f"DELETE FROM {table} WHERE {column}", [queue.pk])
+        cursor.execute("DELETE FROM verification_verificationqueue WHERE id = %s", [queue.pk])
+
+
 def build_queue(name: str, generator_id: int, limit: int, gold: int) -> int:
     from django.db import connection
 
-    from spatiallab.verification.models import VerificationQueue
     from spatiallab.verification.services import queue_create
 
-    VerificationQueue.objects.filter(name=name).delete()
+    _drop_queue(name)
     start = time.perf_counter()
     build = queue_create(name=name, overlap=3, quorum=2, lease_minutes=10, selection={"generator": generator_id},
                          gold_count=gold, gold_share=0.1 if gold else 0.0, limit=limit)
     elapsed = time.perf_counter() - start
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE verification_queueitem")
+    with connection.cursor() as cursor:  # as autovacuum would, before annotators arrive
+        cursor.execute("VACUUM ANALYZE verification_queueitem")
+        cursor.execute("VACUUM ANALYZE verification_assignment")
     print(f"queue {name}: {build.items:,} items + {build.gold:,} gold built in {elapsed:.1f} s", flush=True)
     return build.queue.pk
 
@@ -201,7 +220,13 @@ def stats_queue(generator_id: int, verdicts: int, users: list[int]) -> int:
     """A queue whose items already hold `verdicts` answers (3 each), inserted in SQL."""
     from django.db import connection
 
+    from spatiallab.verification.models import Assignment, VerificationQueue
+
     items = verdicts // 3
+    existing = VerificationQueue.objects.filter(name="bench-stats").first()
+    if existing and Assignment.objects.filter(queue=existing).count() >= verdicts:
+        print("stats queue: reusing the verdicts of an earlier run", flush=True)
+        return existing.pk
     queue_id = build_queue("bench-stats", generator_id, items, gold=300)
     start = time.perf_counter()
     with connection.cursor() as cursor:
@@ -239,7 +264,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--annotators", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--think-ms", default="0,250", help="comma-separated mean think times to run")
+    parser.add_argument("--think-ms", default="2000,250,0",
+                        help="comma-separated mean think times to run (2000: a human pace; 0: flat out)")
     parser.add_argument("--verdicts", type=int, default=1_000_000)
     args = parser.parse_args()
 

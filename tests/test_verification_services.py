@@ -543,3 +543,20 @@ def test_the_same_annotator_asking_from_many_threads_at_once_gets_one_lease():
     assert len({lease.assignment_id for lease in leases}) == 1
     assert Assignment.objects.filter(annotator=user).count() == 1
     assert sum(QueueItem.objects.values_list("taken", flat=True)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False])
+def test_statements_work_prepared_or_not_and_after_a_reconnect(settings, prepared):
+    settings.VERIFICATION_PREPARED_STATEMENTS = prepared
+    pairs = make_pairs(3)
+    queue = make_queue(pairs, overlap=1)
+    (user,) = annotators(1)
+    lease = item_claim(queue=queue, user=user)
+    connection.close()  # a new connection must prepare its statements again
+    assert item_claim(queue=queue, user=user).assignment_id == lease.assignment_id
+    verdict_submit(user=user, assignment_id=lease.assignment_id, choice="left", client_key="p")
+    connection.close()
+    following = item_claim(queue=queue, user=user)
+    item_skip(user=user, assignment_id=following.assignment_id, reason="r")
+    assert list(Assignment.objects.order_by("pk").values_list("status", flat=True)) == ["answered", "skipped"]
