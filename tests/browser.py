@@ -25,3 +25,15 @@ def log_in(page, live_server, role: Role):
     with page.expect_navigation():
         page.click("button[type=submit]:has-text('Log in')")
     assert "/login/" not in page.url, f"login as {username} failed"
+
+
+# Marks the page (a full reload loses the mark) and collects htmx's error events.
+WATCH_JS = """
+() => {
+  window.__noReload = true;
+  window.__htmxErrors = [];
+  for (const name of ["htmx:sendError", "htmx:swapError", "htmx:targetError", "htmx:responseError"]) {
+    document.body.addEventListener(name, (event) => window.__htmxErrors.push(name));
+  }
+}
+"""

@@ -12,21 +12,12 @@ import pytest
 from spatiallab.accounts.roles import Role
 from spatiallab.generation.forms import backend_defaults
 from spatiallab.generation.models import Generator, Pair
-from tests.browser import log_in
+from tests.browser import WATCH_JS, log_in
 from tests.test_generation_pages import make_world
 
 # Transactional: the live server thread sees only committed rows.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-WATCH_JS = """
-() => {
-  window.__noReload = true;
-  window.__htmxErrors = [];
-  for (const name of ["htmx:sendError", "htmx:swapError", "htmx:targetError", "htmx:responseError"]) {
-    document.body.addEventListener(name, (event) => window.__htmxErrors.push(name));
-  }
-}
-"""
 THUMBNAILS_LOADED_JS = """
 () => {
   const images = [...document.querySelectorAll("#pair-results img")];

@@ -12,22 +12,13 @@ import pytest
 from spatiallab.accounts.roles import Role
 from spatiallab.verification.models import Adjudication, ItemStatus, QueueItem, VerificationQueue
 from spatiallab.verification.services import item_claim, verdict_submit
-from tests.browser import log_in
+from tests.browser import WATCH_JS, log_in
 from tests.factories import UserFactory
 from tests.verification_data import make_pairs
 
 # Transactional: the live server thread sees only committed rows.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-WATCH_JS = """
-() => {
-  window.__noReload = true;
-  window.__htmxErrors = [];
-  for (const name of ["htmx:sendError", "htmx:swapError", "htmx:targetError", "htmx:responseError"]) {
-    document.body.addEventListener(name, (event) => window.__htmxErrors.push(name));
-  }
-}
-"""
 PLOTS = ["kappa", "annotator-rates", "annotator-seconds", "throughput", "answers"]
 PLOTS_DRAWN_JS = """
 (plots) => plots.every((name) => {

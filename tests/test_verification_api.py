@@ -4,14 +4,10 @@ reach and what an annotator must never be told (which image came from the perfec
 
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from PIL import Image
@@ -486,15 +482,11 @@ def test_lists_run_a_fixed_number_of_queries(api, ann_api, other_api, annotator,
     assert queries(api, queue_url(big, "items/")) == small_items
 
 
-def test_openapi_schema_validates_with_the_verification_endpoints(tmp_path):
-    out = tmp_path / "schema.yaml"
-    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "spatiallab.settings"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn", "--file", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    paths = yaml.safe_load(out.read_text())["paths"]
+def test_openapi_schema_lists_the_verification_endpoints(api):
+    # tests/test_api.py validates the whole schema with --fail-on-warn; here: the endpoints are in it.
+    response = api.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
     assert {"/api/v1/queues/", "/api/v1/queues/{id}/next/", "/api/v1/queues/{id}/undo/",
             "/api/v1/queues/{id}/stats/", "/api/v1/queues/{queue_pk}/items/", "/api/v1/assignments/{id}/verdict/",
             "/api/v1/assignments/{id}/skip/", "/api/v1/assignments/{id}/image/{side}/",
