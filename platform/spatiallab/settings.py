@@ -308,6 +308,8 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 # --- Verification ---------------------------------------------------------------------------------------
 # How long an annotator may take back their last answer.
 VERIFICATION_UNDO_SECONDS = env_int("VERIFICATION_UNDO_SECONDS", 30)
+# A queue of more pairs than this is built by a job (about 4 s per 100,000 items on PostgreSQL), not in the request.
+VERIFICATION_SYNC_ITEMS = env_int("VERIFICATION_SYNC_ITEMS", 100_000)
 # The annotator's statements are prepared once per PostgreSQL connection (they cost more to plan than to run);
 # turn off behind a pooler in transaction mode (PgBouncer), which does not keep a session's prepared statements.
 VERIFICATION_PREPARED_STATEMENTS = env_bool("VERIFICATION_PREPARED_STATEMENTS", True)

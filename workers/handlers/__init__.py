@@ -5,9 +5,11 @@ level, so the web process and CPU workers never load it."""
 from workers.handlers.demo import run_demo_primes
 from workers.handlers.generate import run_generate_pairs
 from workers.handlers.perturb import run_perturb_prompt_set
+from workers.handlers.verification import run_build_queue
 
 HANDLERS = {
     "demo_primes": run_demo_primes,
     "perturb_prompt_set": run_perturb_prompt_set,
     "generate_pairs": run_generate_pairs,
+    "build_queue": run_build_queue,
 }

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from spatiallab.generation.job_params import GeneratePairsParams
 from spatiallab.prompts.job_params import PerturbPromptSetParams
+from spatiallab.verification.job_params import BuildQueueParams
 
 
 class DemoPrimesParams(serializers.Serializer):
@@ -45,6 +46,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("demo_primes", "Demo: count primes in steps", "cpu", DemoPrimesParams),
         JobKind("perturb_prompt_set", "Perturb a prompt set", "cpu", PerturbPromptSetParams, unit="prompts"),
         JobKind("generate_pairs", "Generate image pairs", "gpu", GeneratePairsParams, unit="pairs", per_minute=True),
+        JobKind("build_queue", "Build a large verification queue", "cpu", BuildQueueParams, unit="items"),
     ]
 }
 

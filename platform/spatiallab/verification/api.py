@@ -130,14 +130,16 @@ class QueueSerializer(serializers.ModelSerializer):
     verified_count = serializers.IntegerField(read_only=True)
     rejected_count = serializers.IntegerField(read_only=True)
     disputed_count = serializers.IntegerField(read_only=True)
-    flagged_count = serializers.IntegerField(read_only=True, help_text="Items flagged as broken (gold included).")
+    flagged_count = serializers.IntegerField(read_only=True, help_text="Regular items flagged as broken.")
+    build_job = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The job adding the items of a large queue (status `building` until it is done).")
 
     class Meta:
         model = VerificationQueue
         fields = ["id", "name", "instructions", "overlap", "quorum", "lease_minutes", "gold_share", "priority",
                   "status", "annotators", "selection", "created_by", "created_at", "item_count", "gold_count",
-                  "verified_count", "rejected_count", "disputed_count", "flagged_count"]
-        read_only_fields = ["id", "selection", "created_by", "created_at"]
+                  "verified_count", "rejected_count", "disputed_count", "flagged_count", "build_job"]
+        read_only_fields = ["id", "selection", "created_by", "created_at", "build_job"]
         extra_kwargs = {"priority": {"min_value": -MAX_INT, "max_value": MAX_INT}}
 
 

@@ -24,6 +24,10 @@ def annotator_users():
     return get_user_model().objects.filter(groups__name=Role.ANNOTATOR).distinct().order_by("username")
 
 
+# A researcher sets these; `building` belongs to the build job.
+SETTABLE_STATUSES = [choice for choice in QueueStatus.choices if choice[0] != QueueStatus.BUILDING]
+
+
 class AnnotatorsField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj) -> str:
         return obj.get_username()
@@ -165,7 +169,7 @@ class QueueEditForm(forms.Form):
 
     name = forms.CharField(max_length=200)
     instructions = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    status = forms.ChoiceField(choices=QueueStatus.choices)
+    status = forms.ChoiceField(choices=SETTABLE_STATUSES)
     priority = forms.IntegerField()
     lease_minutes = forms.IntegerField(label="Lease time (minutes)", min_value=1, max_value=24 * 60)
     gold_share = forms.FloatField(min_value=0, max_value=0.5, widget=forms.NumberInput(attrs={"step": "0.01"}))
@@ -194,7 +198,7 @@ class QueueEditForm(forms.Form):
 
 
 class StatusForm(forms.Form):
-    status = forms.ChoiceField(choices=QueueStatus.choices)
+    status = forms.ChoiceField(choices=SETTABLE_STATUSES)
 
 
 ITEM_KINDS = [("", "regular and gold"), ("regular", "regular"), ("gold", "gold")]

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 
 class QueueStatus(models.TextChoices):
+    BUILDING = "building", "Building (a job is adding its items)"
     ACTIVE = "active", "Active"
     PAUSED = "paused", "Paused"
     CLOSED = "closed", "Closed"
@@ -72,6 +73,8 @@ class VerificationQueue(models.Model):
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="verification_queues")
     # The pair selection the queue was built from (job, generator, rules, n_edits, prompt set), for provenance.
     selection = models.JSONField(default=dict, blank=True)
+    # The job that added the items of a large queue (services.queue_create).
+    build_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(default=timezone.now)

@@ -139,7 +139,8 @@ def _insert_items(queue: VerificationQueue, pair_ids_sql: tuple[str, list], *, i
     sql = (f"INSERT INTO {QueueItem._meta.db_table} "
            "(queue_id, pair_id, rank, is_gold, gold_verified, taken, done, open, status, flags) "
            f"SELECT %s, p.id, {rank}, %s, {gold_verified_sql}, 0, 0, %s, %s, 0 "
-           f"FROM {Pair._meta.db_table} p WHERE p.id IN ({select_sql})")
+           f"FROM {Pair._meta.db_table} p WHERE p.id IN ({select_sql}) "
+           "ON CONFLICT DO NOTHING")
     with connection.cursor() as cursor:
         cursor.execute(sql, [queue.pk, is_gold, True, ItemStatus.PENDING, *params])
         return cursor.rowcount
@@ -197,24 +198,58 @@ def queue_create(*, name: str, instructions: str = "", overlap: int = 3, quorum:
     regular = pairs.exclude(pk__in=gold_ids).order_by("pk").values("pk")
     if limit:
         regular = regular[:limit]
+    count = regular.count()
+    if count == 0:
+        raise ValidationError({"selection": "No pairs match this selection."})
+    build_by_job = count > settings.VERIFICATION_SYNC_ITEMS
     with transaction.atomic():
         queue = VerificationQueue.objects.create(
             name=name, instructions=instructions, overlap=overlap, quorum=quorum, lease_minutes=lease_minutes,
             gold_share=gold_share, priority=priority, selection={**selection, **({"limit": limit} if limit else {})},
-            created_by=created_by)
+            status=QueueStatus.BUILDING if build_by_job else QueueStatus.ACTIVE, created_by=created_by)
         if annotators:
             queue.annotators.set(annotators)
-        query = regular.query.sql_with_params()
-        items = _insert_items(queue, query, is_gold=False)
-        if items == 0:
-            raise ValidationError({"selection": "No pairs match this selection."})
         n_gold = 0
         if gold:
             n_gold = _insert_items(queue, (", ".join(["%s"] * len(gold_ids)), gold_ids), is_gold=True)
             verified = [pk for pk, ok in gold if ok]
             QueueItem.objects.filter(queue=queue, is_gold=True).update(
                 gold_verified=Case(When(pair_id__in=verified, then=Value(True)), default=Value(False)))
-    return QueueBuild(queue=queue, items=items, gold=n_gold)
+        if build_by_job:
+            # A million items take half a minute to insert: too long for a request. The job adds them in
+            # chunks with progress on the dashboard; the queue serves nothing until it is done.
+            from spatiallab.jobs.services import job_create
+
+            queue.build_job = job_create(kind="build_queue", params={"queue": queue.pk}, created_by=created_by)
+            queue.save(update_fields=["build_job"])
+        else:
+            _insert_items(queue, regular.query.sql_with_params(), is_gold=False)
+    return QueueBuild(queue=queue, items=count, gold=n_gold)
+
+
+def _regular_pairs(queue: VerificationQueue):
+    """The queue's selection in pair-id order, without its gold pairs (the same pairs queue_create counted)."""
+    selection = {key: value for key, value in queue.selection.items() if key in SELECTION_KEYS}
+    gold = QueueItem.objects.filter(queue=queue, is_gold=True).values("pair_id")
+    return pairs_filtered(Pair.objects.all(), **selection).exclude(pk__in=gold).order_by("pk")
+
+
+def queue_build_total(*, queue: VerificationQueue) -> int:
+    total = _regular_pairs(queue).count()
+    return min(total, queue.selection["limit"]) if queue.selection.get("limit") else total
+
+
+def queue_build_items(*, queue: VerificationQueue, after: int, size: int) -> tuple[int, int]:
+    """Adds the next `size` selected pairs with an id above `after` as items, skipping pairs that are items
+    already (a resumed job repeats its last chunk harmlessly). Returns (items added, last pair id read)."""
+    ids = list(_regular_pairs(queue).filter(pk__gt=after).values_list("pk", flat=True)[:size])
+    if not ids:
+        return 0, after
+    return _insert_items(queue, (", ".join(["%s"] * len(ids)), ids), is_gold=False), ids[-1]
+
+
+def queue_build_finish(*, queue: VerificationQueue) -> None:
+    VerificationQueue.objects.filter(pk=queue.pk, status=QueueStatus.BUILDING).update(status=QueueStatus.ACTIVE)
 
 
 EDITABLE_FIELDS = ("name", "instructions", "lease_minutes", "gold_share", "priority", "status", "overlap", "quorum")
@@ -233,8 +268,12 @@ def queue_update(*, queue: VerificationQueue, annotators: Iterable | None = None
             errors["name"] = ["A queue needs a name."]
         elif VerificationQueue.objects.filter(name=changes["name"]).exclude(pk=queue.pk).exists():
             errors["name"] = [f"A queue named {changes['name']!r} exists already."]
-    if "status" in changes and changes["status"] not in QueueStatus.values:
-        errors["status"] = [f"Status must be one of {', '.join(QueueStatus.values)}."]
+    if "status" in changes and changes["status"] != queue.status:
+        if changes["status"] not in QueueStatus.values or changes["status"] == QueueStatus.BUILDING:
+            settable = [status for status in QueueStatus.values if status != QueueStatus.BUILDING]
+            errors["status"] = [f"Status must be one of {', '.join(settable)}."]
+        elif queue.status == QueueStatus.BUILDING:
+            errors["status"] = ["The queue is still being built; it opens when its build job is done."]
     design = {key for key in ("overlap", "quorum")
               if key in changes and changes[key] != getattr(queue, key)}
     if design and Assignment.objects.filter(queue=queue).exists():

@@ -141,8 +141,12 @@ def queue_new(request):
         except ValidationError as exc:
             add_service_errors(form, exc, aliases={"gold": "gold_pairs"})
         else:
-            messages.success(request, f"Queue “{build.queue.name}” created with {build.items} "
-                                      f"pair{'s' if build.items != 1 else ''} and {build.gold} gold.")
+            if build.queue.build_job_id:
+                messages.success(request, f"Queue “{build.queue.name}”: a job is adding its {build.items:,} pairs "
+                                          f"and {build.gold} gold; it opens when the job is done.")
+            else:
+                messages.success(request, f"Queue “{build.queue.name}” created with {build.items} "
+                                          f"pair{'s' if build.items != 1 else ''} and {build.gold} gold.")
             return _done(request, reverse("queue-detail", args=[build.queue.pk]))
     if _partial(request):
         return render(request, "verification/_queue_form.html", {"form": form}, status=400)
