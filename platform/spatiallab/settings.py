@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "spatiallab.prompts",
     "spatiallab.generation",
     "spatiallab.verification",
+    "spatiallab.datasets",
 ]
 
 MIDDLEWARE = [
@@ -246,7 +247,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Rule kinds appear as PerturbationRule.kind and PerturbationEdit.rule_kind; jobs have a "kind" of their own.
-    "ENUM_NAME_OVERRIDES": {"RuleKindEnum": "spatiallab.prompts.models.RuleKind"},
+    "ENUM_NAME_OVERRIDES": {"RuleKindEnum": "spatiallab.prompts.models.RuleKind",
+                            "ExportFormatEnum": "spatiallab.datasets.models.ExportFormat",
+                            # Number-of-edits subsets, the same choice set wherever it is asked.
+                            "EditSubsetEnum": ["1", "2-3"]},
 }
 
 # --- Celery (read by workers.app with the CELERY_ namespace) ---------------------------------------------
@@ -314,6 +318,17 @@ VERIFICATION_SYNC_ITEMS = env_int("VERIFICATION_SYNC_ITEMS", 100_000)
 # turn off behind a pooler in transaction mode (PgBouncer), which does not keep a session's prepared statements.
 VERIFICATION_PREPARED_STATEMENTS = env_bool("VERIFICATION_PREPARED_STATEMENTS", True)
 
+# --- Dataset versions and exports ---------------------------------------------------------------------------
+# Exports up to this many entries stream straight from the REST endpoint; larger ones run as an export job
+# that writes the file through the storage API (docs/datasets.md).
+DATASET_STREAM_MAX_ENTRIES = {
+    "jsonl": env_int("DATASET_STREAM_MAX_JSONL", 200_000),
+    "parquet": env_int("DATASET_STREAM_MAX_PARQUET", 5_000),
+    "tar": env_int("DATASET_STREAM_MAX_TAR", 5_000),
+}
+# Pairs per Parquet row group (images included: about 2 x image size x this many bytes per group).
+DATASET_PARQUET_ROW_GROUP = env_int("DATASET_PARQUET_ROW_GROUP", 256)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -322,3 +337,4 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("spatiallab.prompts.api_urls")),
     path("", include("spatiallab.generation.api_urls")),
     path("", include("spatiallab.verification.api_urls")),
+    path("", include("spatiallab.datasets.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

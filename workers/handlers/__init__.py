@@ -2,6 +2,7 @@
 job's result as a JSON-able dict. Handlers for GPU kinds import torch inside the function, never at module
 level, so the web process and CPU workers never load it."""
 
+from workers.handlers.datasets import run_build_dataset, run_export_dataset
 from workers.handlers.demo import run_demo_primes
 from workers.handlers.generate import run_generate_pairs
 from workers.handlers.perturb import run_perturb_prompt_set
@@ -12,4 +13,6 @@ HANDLERS = {
     "perturb_prompt_set": run_perturb_prompt_set,
     "generate_pairs": run_generate_pairs,
     "build_queue": run_build_queue,
+    "build_dataset": run_build_dataset,
+    "export_dataset": run_export_dataset,
 }

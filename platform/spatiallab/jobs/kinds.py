@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
+from spatiallab.datasets.job_params import BuildDatasetParams, ExportDatasetParams
 from spatiallab.generation.job_params import GeneratePairsParams
 from spatiallab.prompts.job_params import PerturbPromptSetParams
 from spatiallab.verification.job_params import BuildQueueParams
@@ -47,6 +48,8 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("perturb_prompt_set", "Perturb a prompt set", "cpu", PerturbPromptSetParams, unit="prompts"),
         JobKind("generate_pairs", "Generate image pairs", "gpu", GeneratePairsParams, unit="pairs", per_minute=True),
         JobKind("build_queue", "Build a large verification queue", "cpu", BuildQueueParams, unit="items"),
+        JobKind("build_dataset", "Build a dataset version", "cpu", BuildDatasetParams, unit="pairs"),
+        JobKind("export_dataset", "Export a dataset version", "cpu", ExportDatasetParams, unit="entries"),
     ]
 }
 
