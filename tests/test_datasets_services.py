@@ -284,3 +284,34 @@ def test_a_job_that_fails_marks_the_version_failed(setup, settings):
     version.refresh_from_db()
     assert version.status == VersionStatus.FAILED and "FileNotFoundError" in version.error
     assert build_finish  # the finish step is only reached by complete builds
+
+
+def test_a_build_or_export_job_cancelled_while_queued_fails_its_version_or_export(setup):
+    from spatiallab.datasets.models import DatasetExport, ExportStatus
+    from spatiallab.datasets.services import export_request
+    from spatiallab.jobs.services import job_cancel
+
+    pairs, queue = setup
+    version = version_create(name="cancelled", criteria={"queues": [queue.pk]})
+    job_cancel(job=version.build_job)
+    version.refresh_from_db()
+    assert version.status == VersionStatus.FAILED and "cancelled" in version.error
+    frozen = build_version("for-export", criteria={"queues": [queue.pk]})
+    export, _ = export_request(version=frozen, fmt="jsonl")
+    job_cancel(job=export.job)
+    assert DatasetExport.objects.get(pk=export.pk).status == ExportStatus.FAILED
+    again, created = export_request(version=frozen, fmt="jsonl")  # a failed export does not block a new one
+    assert created and again.pk != export.pk
+
+
+def test_a_name_taken_at_the_same_moment_is_a_field_error(setup, monkeypatch):
+    from spatiallab.datasets import services
+
+    pairs, queue = setup
+    build_version("taken", criteria={"queues": [queue.pk]})
+    real_filter = DatasetVersion.objects.filter
+    monkeypatch.setattr(services.DatasetVersion.objects, "filter",
+                        lambda *a, **k: real_filter(pk=-1) if k.get("name") == "taken" else real_filter(*a, **k))
+    with pytest.raises(ValidationError) as error:  # the check passed (a racing request), the insert did not
+        version_create(name="taken", criteria={"queues": [queue.pk]})
+    assert "name" in error.value.message_dict

@@ -60,9 +60,11 @@ PAGES = [
     ("GET",  "/dashboard/jobs/table/",       (LOGIN,       403,         403,         200,           200)),
     ("GET",  "/dashboard/jobs/{job}/",       (LOGIN,       403,         403,         200,           200)),
     ("GET",  "/dashboard/prompt-sets/",      (LOGIN,       403,         403,         200,           200)),
+    ("GET",  "/dashboard/datasets/",         (LOGIN,       403,         403,         200,           200)),
     ("GET",  "/account/token/",              (LOGIN,       200,         200,         200,           200)),
     ("GET",  "/admin/",                      (ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN,   200)),
     ("GET",  "/admin/jobs/job/",             (ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN,   200)),
+    ("GET",  "/admin/datasets/datasetversion/", (ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200)),
     # Mutating page actions: POST only, dashboard roles only (the token is every user's own).
     ("POST", "/dashboard/jobs/launch/demo/", (LOGIN,       403,         403,         TO_DASHBOARD,  TO_DASHBOARD)),
     ("GET",  "/dashboard/jobs/launch/demo/", (LOGIN,       403,         403,         405,           405)),
@@ -79,6 +81,10 @@ API = [
     ("POST",   "/api/v1/jobs/{job}/cancel/",        (401, 403, 403, 200, 200)),
     ("DELETE", "/api/v1/jobs/{job}/",               (401, 403, 403, 405, 405)),
     ("GET",    "/api/v1/prompt-sets/",              (401, 403, 403, 200, 200)),
+    ("GET",    "/api/v1/dataset-versions/",         (401, 403, 403, 200, 200)),
+    ("POST",   "/api/v1/dataset-versions/",         (401, 403, 403, 400, 400)),
+    ("GET",    "/api/v1/dataset-exports/",          (401, 403, 403, 200, 200)),
+    ("POST",   "/api/v1/dataset-exports/",          (401, 403, 403, 400, 400)),
     ("GET",    "/api/v1/prompt-sets/{prompt_set}/", (401, 403, 403, 200, 200)),
     ("POST",   "/api/v1/prompt-sets/",              (401, 403, 403, 400, 400)),
     # The schema and its docs: any logged-in user (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = IsAuthenticated).

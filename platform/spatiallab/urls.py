@@ -29,6 +29,7 @@ urlpatterns = [
     path("dashboard/pairs/", include("spatiallab.generation.urls")),
     path("dashboard/generators/", include(generator_urlpatterns)),
     path("dashboard/queues/", include("spatiallab.verification.urls")),
+    path("dashboard/datasets/", include("spatiallab.datasets.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

@@ -329,7 +329,8 @@ class DatasetExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         return exports_visible_to(self.request.user).select_related("version")
 
     @extend_schema(request=DatasetExportCreateSerializer,
-                   responses={201: DatasetExportSerializer, 200: DatasetExportSerializer, 409: DatasetRefusalSerializer})
+                   responses={201: DatasetExportSerializer, 200: DatasetExportSerializer,
+                              409: DatasetRefusalSerializer})
     def create(self, request, *args, **kwargs):
         """Starts an export job, or returns the export of this version, format and split that exists already."""
         serializer = DatasetExportCreateSerializer(data=request.data, context={"request": request})

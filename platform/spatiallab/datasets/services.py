@@ -167,14 +167,28 @@ def version_create(*, name: str, criteria: dict, description: str = "", parent: 
         raise ValidationError(errors)
     if candidate_count(criteria) == 0:
         raise ValidationError({"criteria": ["No verified pairs match these criteria."]})
-    with transaction.atomic():
-        version = DatasetVersion.objects.create(name=name, description=description, parent=parent,
-                                                criteria=criteria, ratios=ratios, split_salt=split_salt,
-                                                created_by=created_by)
-        job = job_create(kind="build_dataset", params={"version": version.pk}, created_by=created_by)
-        DatasetVersion.objects.filter(pk=version.pk).update(build_job=job)
-        version.build_job = job
+    try:
+        with transaction.atomic():
+            version = DatasetVersion.objects.create(name=name, description=description, parent=parent,
+                                                    criteria=criteria, ratios=ratios, split_salt=split_salt,
+                                                    created_by=created_by)
+            job = job_create(kind="build_dataset", params={"version": version.pk}, created_by=created_by)
+            DatasetVersion.objects.filter(pk=version.pk).update(build_job=job)
+            version.build_job = job
+    except IntegrityError:  # another request took the name between the check and the insert
+        raise ValidationError({"name": [f"A dataset version named {name!r} exists already."]}) from None
     return version
+
+
+def jobs_ended_fail_their_work(sender, job_ids: list[int], status: str, **kwargs) -> None:
+    """Receiver of jobs.services.job_ended: a version or export whose job ended without success (cancelled
+    while queued, out of attempts, ...) is marked failed instead of waiting forever; one that its handler
+    already marked keeps its own error."""
+    DatasetVersion.objects.filter(build_job_id__in=job_ids, status=VersionStatus.BUILDING).update(
+        status=VersionStatus.FAILED, error=f"The build job was {status} before the version was built.")
+    DatasetExport.objects.filter(job_id__in=job_ids, status=ExportStatus.BUILDING).update(
+        status=ExportStatus.FAILED, error=f"The export job was {status} before the file was written.",
+        finished_at=timezone.now())
 
 
 def _sha256_of(name: str) -> str:

@@ -18,12 +18,24 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from spatiallab.jobs.kinds import JOB_KINDS, QUEUE_TASKS
 from spatiallab.jobs.models import TERMINAL_STATUSES, Job, JobStatus
 
 logger = logging.getLogger(__name__)
+
+# Sent with `job_ids` (a list) and `status` after jobs ended without success (failed or cancelled), whichever
+# path ended them: the handler raised or stopped, the job was cancelled while queued, ran out of attempts or
+# could not be enqueued. What a job was making (a dataset version, an export) is marked failed by a receiver,
+# so nothing waits forever on a job that will never run.
+job_ended = Signal()
+
+
+def _ended(job_ids: list[int], status: str) -> None:
+    if job_ids:
+        job_ended.send(sender=Job, job_ids=job_ids, status=status)
 
 
 class JobCancelled(Exception):
@@ -40,9 +52,10 @@ def _enqueue(job: Job) -> None:
         current_app.send_task(task, args=[job.pk], queue=job.queue)
     except Exception as exc:
         # Never leave a job "queued" with no message behind it: it would wait forever.
-        Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
             status=JobStatus.FAILED, error=f"Could not enqueue the job: {exc!r}", finished_at=timezone.now()
-        )
+        ):
+            _ended([job.pk], JobStatus.FAILED)
         raise
     logger.info("enqueued job %s on %s", job.pk, job.queue)
 
@@ -76,9 +89,10 @@ def job_create(*, kind: str, params: dict[str, Any] | None = None, created_by=No
 def job_cancel(*, job: Job) -> Job:
     """A queued job is cancelled at once; a running one is asked to stop at its next progress report."""
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+    if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now
-    )
+    ):
+        _ended([job.pk], JobStatus.CANCELLED)
     Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
     job.refresh_from_db()
     return job
@@ -109,16 +123,18 @@ def job_claim(*, job_id: int, worker_name: str = "") -> Claim | None:
         return None
     current = Job.objects.filter(pk=job.pk, status=job.status, attempts=job.attempts)
     if job.cancel_requested:
-        current.update(status=JobStatus.CANCELLED, finished_at=now, worker_token=None)
+        if current.update(status=JobStatus.CANCELLED, finished_at=now, worker_token=None):
+            _ended([job.pk], JobStatus.CANCELLED)
         return None
     if job.attempts >= job.max_attempts:
-        current.update(
+        if current.update(
             status=JobStatus.FAILED,
             finished_at=now,
             worker_token=None,
             error=(job.error + "\n" if job.error else "")
             + f"Gave up after {job.attempts} attempts: the worker was lost each time (crash or out of memory).",
-        )
+        ):
+            _ended([job.pk], JobStatus.FAILED)
         return None
     token = uuid.uuid4()
     won = current.update(
@@ -181,11 +197,13 @@ def job_succeed(*, claim: Claim, result: dict) -> None:
 
 
 def job_fail(*, claim: Claim, error: str) -> None:
-    _owned(claim).update(status=JobStatus.FAILED, error=error[-20_000:], finished_at=timezone.now())
+    if _owned(claim).update(status=JobStatus.FAILED, error=error[-20_000:], finished_at=timezone.now()):
+        _ended([claim.job.pk], JobStatus.FAILED)
 
 
 def job_mark_cancelled(*, claim: Claim) -> None:
-    _owned(claim).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
+    if _owned(claim).update(status=JobStatus.CANCELLED, finished_at=timezone.now()):
+        _ended([claim.job.pk], JobStatus.CANCELLED)
 
 
 def jobs_requeue_stale(*, stale_seconds: int | None = None) -> list[int]:
@@ -197,9 +215,11 @@ def jobs_requeue_stale(*, stale_seconds: int | None = None) -> list[int]:
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.JOB_STALE_SECONDS if stale_seconds is None else stale_seconds)
     stale = Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
-    Job.objects.filter(stale, cancel_requested=True).update(
+    cancelled = list(Job.objects.filter(stale, cancel_requested=True).values_list("pk", flat=True))
+    if Job.objects.filter(stale, cancel_requested=True, pk__in=cancelled).update(
         status=JobStatus.CANCELLED, finished_at=now, worker_token=None
-    )
+    ):
+        _ended(cancelled, JobStatus.CANCELLED)
     requeued = []
     for job in Job.objects.filter(stale, cancel_requested=False).only("pk", "attempts", "queue"):
         with transaction.atomic():
