@@ -147,6 +147,9 @@ def test_large_exports_go_through_a_job_and_download_with_their_checksum(api, ve
     assert int(response["Content-Length"]) == len(body) == ready["size"]
     assert api.get(ready["download"], HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
     assert DatasetExport.objects.get(pk=export["id"]).status == ExportStatus.READY
+    assert [e["id"] for e in api.get("/api/v1/dataset-exports/", {"file_format": "parquet"}).json()["results"]] == [
+        export["id"]]
+    assert api.get("/api/v1/dataset-exports/", {"file_format": "tar"}).json()["count"] == 0
     bad = api.post("/api/v1/dataset-exports/", {"version": version.pk, "format": "zip"}, format="json")
     assert bad.status_code == 400 and "format" in bad.json()
 

@@ -49,6 +49,7 @@ def test_register_a_generator_with_defaults_filled_in(api):
     ({"name": "x", "backend": "diffusers", "settings": {"model": "/m", "sampler": "euler"}}, "settings",
      "sampler: unknown setting for the diffusers backend."),
     ({"name": "x", "backend": "diffusers", "settings": {}}, "settings", "model: a local pipeline folder"),
+    ({"name": "x", "backend": "diffusers", "settings": {"model": "/m\x00"}}, "settings", "NUL"),  # jsonb refuses it
     ({"name": "x", "backend": "midjourney"}, "backend", "midjourney"),
     ({"backend": "scene-renderer"}, "name", "required"),
 ])

@@ -115,8 +115,14 @@ def test_upload_counts_and_skips_duplicates_by_normalised_text(api):
         ("p.txt", MUG.encode() + b"\n" + LAMP.encode() + b"\n\xff\xfe bad\n", ["line 3: the file is not UTF-8 text"]),
         ("p.txt", "\n  \n", ["the file holds no prompts"]),
         ("p.pdf", MUG, ["unknown file type '.pdf': use .jsonl, .csv or .txt"]),
+        # PostgreSQL stores no NUL in text: refused by line, not a 500 on insert.
+        ("p.txt", f"{MUG}\n{LAMP}\x00\n", ["line 2: the prompt contains a NUL character"]),
+        ("p.jsonl", json.dumps({"text": MUG, "category": "a\x00"}) + "\n",
+         ['line 1: field "category" contains a NUL character']),
+        ("p.csv", f"text,category\n{MUG},a\x00\n", ['line 2: column "category" contains a NUL character']),
     ],
-    ids=["jsonl-every-kind", "csv-columns", "csv-header", "txt-too-long", "not-utf8", "empty", "unknown-type"],
+    ids=["jsonl-every-kind", "csv-columns", "csv-header", "txt-too-long", "not-utf8", "empty", "unknown-type",
+         "txt-nul", "jsonl-category-nul", "csv-category-nul"],
 )
 def test_bad_upload_reports_every_bad_line_by_number_and_stores_nothing(filename, content, errors, api):
     PromptSet.objects.create(name="Existing")
@@ -184,8 +190,11 @@ def test_create_from_a_json_list_of_texts_and_objects(api):
         ({"name": "X", "prompts": []}, {"prompts": ["This list may not be empty."]}),
         ({"name": "X", "prompts": MUG}, {"prompts": ['Expected a list of items but got type "str".']}),
         ({"prompts": [MUG]}, {"name": ["This field is required."]}),
+        ({"name": "X", "prompts": [MUG + "\x00", {"text": MUG, "category": "a\x00"}]},
+         {"prompts": ["prompt 1: the prompt contains a NUL character",
+                      'prompt 2: field "category" contains a NUL character']}),
     ],
-    ids=["bad-items", "empty", "not-a-list", "no-name"],
+    ids=["bad-items", "empty", "not-a-list", "no-name", "nul"],
 )
 def test_bad_json_create_gets_400_naming_the_field_and_stores_nothing(payload, errors, api):
     response = api.post(SETS, payload, format="json")
@@ -336,6 +345,9 @@ def test_prompt_filters_refuse_unknown_values(api, two_sets):
                                                  "choices."]}
     assert api.get(PROMPTS + "?min_relations=many").json() == {"min_relations": ["Enter a whole number."]}
     assert api.get(PERTURBED + "?prompt_set=1.5").json() == {"prompt_set": ["Enter a whole number."]}
+    # Beyond a 64-bit id: a 400, not an overflow in the database driver.
+    assert api.get(PERTURBED + f"?prompt_set={2**63}").json() == {
+        "prompt_set": ["Ensure this value is less than or equal to 9223372036854775807."]}
 
 
 # --- Perturbation rules ---------------------------------------------------------------------------------
@@ -392,6 +404,14 @@ def test_bad_rule_gets_400_naming_the_field_and_stores_nothing(payload, errors, 
     assert response.status_code == 400
     assert response.json() == errors
     assert PerturbationRule.objects.count() == before
+
+
+def test_a_partial_rule_update_answers_the_whole_rule(api):
+    rule = PerturbationRule.objects.get(name="Swap objects")  # built in: no creator
+    response = api.patch(f"{RULES}{rule.pk}/", {"enabled": False}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == api.get(f"{RULES}{rule.pk}/").json()
+    assert response.json()["created_by"] is None
 
 
 def test_bad_rule_update_changes_nothing(api):
@@ -582,8 +602,10 @@ def test_perturb_without_a_seed_returns_the_seed_it_used(api):
         ({"text": ""}, "text"),
         ({"rules": []}, "text"),
         ({"text": "x" * 4001}, "text"),
+        ({"text": MUG, "rules": [2**63]}, "rules"),
     ],
-    ids=["no-relation", "unknown-rule", "disabled-rule", "bad-edits", "bad-seed", "blank", "missing", "too-long"],
+    ids=["no-relation", "unknown-rule", "disabled-rule", "bad-edits", "bad-seed", "blank", "missing", "too-long",
+         "rule-id-overflow"],
 )
 def test_perturb_bad_input_gets_400_naming_the_field(payload, field, api):
     disabled = PerturbationRule.objects.create(name="Off", kind="swap_objects", enabled=False)

@@ -139,6 +139,7 @@ BAD_PAYLOADS = [
     ({"limit": 0}, "limit"),
     ({"priority": 2**40}, "priority"),
     ({"annotators": ["ghost"]}, "annotators"),
+    ({"annotators": ["a\x00"]}, "annotators"),  # PostgreSQL cannot look up a username holding NUL
     ({"selection": {"colour": "red"}}, "selection"),
     ({"selection": {"n_edits": "many"}}, "selection"),
     ({"selection": {"generator": 10**9}}, "selection"),  # no pairs: raised inside the transaction

@@ -14,6 +14,7 @@ class MeSerializer(serializers.Serializer):
 class MeView(APIView):
     """Who the token belongs to, and the roles it carries."""
 
+
     @extend_schema(responses=MeSerializer)
     def get(self, request):
         data = {"username": request.user.get_username(), "roles": sorted(user_roles(request.user))}

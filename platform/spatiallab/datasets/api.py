@@ -11,7 +11,7 @@ from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -41,6 +41,8 @@ from spatiallab.datasets.services import (
 from spatiallab.prompts.api import service_errors
 
 MAX_ID = 2**63 - 1
+# A download is JSONL, Parquet or tar, by its format.
+DOWNLOAD_TYPES = {(200, content_type): OpenApiTypes.BINARY for content_type in CONTENT_TYPES.values()}
 SPLIT_PARAM = OpenApiParameter("split", str, enum=[s.value for s in Split],
                                description="Only this split (default: every split).")
 
@@ -131,7 +133,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
     card = serializers.DictField(read_only=True, help_text="Counts by split, relation type, number of edits, "
                                                            "generator, category and agreement; queue agreement.")
     diff = serializers.DictField(read_only=True, help_text="Against the parent (empty without one).")
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True, allow_null=True)
     downloads = serializers.SerializerMethodField(help_text="Format -> streaming download URL (frozen versions).")
 
     class Meta:
@@ -174,6 +176,8 @@ class DatasetEntrySerializer(serializers.ModelSerializer):
 
 
 class DatasetExportSerializer(serializers.ModelSerializer):
+    split = serializers.ChoiceField(choices=Split.choices, allow_blank=True, read_only=True,
+                                    help_text="Empty: every split.")
     download = serializers.SerializerMethodField(help_text="Where the file is, once ready.")
     filename = serializers.CharField(read_only=True)
 
@@ -183,6 +187,7 @@ class DatasetExportSerializer(serializers.ModelSerializer):
                   "error", "created_at", "finished_at", "download"]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_download(self, export) -> str | None:
         if export.status != "ready":
             return None
@@ -299,9 +304,7 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=list(EXTENSIONS)), SPLIT_PARAM],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 304: None,
-                   404: OpenApiResponse(description="No such version, or not visible to you."),
-                   409: DatasetRefusalSerializer})
+        responses={**DOWNLOAD_TYPES, 304: None, 409: DatasetRefusalSerializer})
     @action(detail=True, methods=["get"], url_path=r"download/(?P<fmt>jsonl|parquet|tar)", filterset_class=None,
             pagination_class=None)
     def download(self, request, pk=None, fmt=""):
@@ -346,8 +349,7 @@ class DatasetExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         return Response(DatasetExportSerializer(export).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 304: None,
-                              409: DatasetRefusalSerializer})
+    @extend_schema(responses={**DOWNLOAD_TYPES, 304: None, 409: DatasetRefusalSerializer})
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def download(self, request, pk=None):
         """The export's file; its SHA-256 is in the ETag and the X-Checksum-SHA256 header."""

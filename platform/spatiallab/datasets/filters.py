@@ -32,9 +32,11 @@ class DatasetEntryFilter(django_filters.FilterSet):
 
 
 class DatasetExportFilter(django_filters.FilterSet):
-    format = django_filters.ChoiceFilter(choices=ExportFormat.choices)
+    # Not `format`: DRF reads ?format= as the response format (URL_FORMAT_OVERRIDE).
+    file_format = django_filters.ChoiceFilter(field_name="format", choices=ExportFormat.choices,
+                                              label="File format")
     status = django_filters.ChoiceFilter(choices=ExportStatus.choices)
 
     class Meta:
         model = DatasetExport
-        fields = ["version", "format", "status"]
+        fields = ["version", "file_format", "status"]

@@ -23,7 +23,8 @@ class GeneratorSerializer(serializers.ModelSerializer):
                                      help_text="Backend settings; missing ones take their defaults "
                                                "(GET /api/v1/generators/ shows them filled in).")
     pair_count = serializers.IntegerField(read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True,
+                                       read_only=True)
 
     class Meta:
         model = Generator

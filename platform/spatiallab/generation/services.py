@@ -46,7 +46,19 @@ def _checked_settings(backend: str, data) -> dict:
     checked, errors = validate_settings(backend, data)
     if errors:
         raise ValidationError({"settings": [f"{name}: {message}" for name, message in errors.items()]})
+    if _has_nul(checked):  # PostgreSQL's jsonb cannot hold "\u0000"
+        raise ValidationError({"settings": "A setting contains a NUL character."})
     return checked
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def generator_create(*, name: str, backend: str, settings: dict | None = None, description: str = "",

@@ -14,7 +14,8 @@ from spatiallab.jobs.services import job_cancel, job_create
 
 
 class JobSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True,
+                                       read_only=True)
     percent = serializers.FloatField(read_only=True)
     eta_seconds = serializers.SerializerMethodField()
     rate_per_second = serializers.SerializerMethodField()

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from ml.spatial.generator import CATEGORIES
 from spatiallab.accounts.roles import DASHBOARD_ROLES, IsResearcher, has_any_role
 from spatiallab.prompts.filters import PerturbedPromptFilter, PromptFilter, PromptSetFilter
-from spatiallab.prompts.importers import FORMATS, MAX_PROMPT_CHARS, TEXT_FIELDS, IncomingPrompt
+from spatiallab.prompts.importers import FORMATS, MAX_PROMPT_CHARS, NUL, TEXT_FIELDS, IncomingPrompt
 from spatiallab.prompts.models import PerturbationEdit, PerturbationRule, PerturbedPrompt, Prompt, PromptSet
 from spatiallab.prompts.selectors import prompt_sets_visible_to, rules_all
 from spatiallab.prompts.services import (
@@ -44,6 +44,7 @@ from spatiallab.prompts.services import (
 
 GENERATOR_DEFAULTS = {f.name: f.default for f in dataclass_fields(GeneratorSettings) if f.name != "count"}
 MAX_SEED = 2**31 - 1
+MAX_ID = 2**63 - 1  # a bigger id would overflow the database's 64-bit integer
 
 
 @contextmanager
@@ -67,7 +68,8 @@ def visible_to(user, queryset: QuerySet) -> QuerySet:
 class PromptSetSerializer(serializers.ModelSerializer):
     prompt_count = serializers.IntegerField(read_only=True)
     perturbed_count = serializers.IntegerField(read_only=True, help_text="Perturbed prompts made from the set.")
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True,
+                                       read_only=True)
     source_info = serializers.DictField(read_only=True, help_text="Upload facts or generator settings.")
 
     class Meta:
@@ -125,9 +127,15 @@ class PromptSetJSONSerializer(serializers.Serializer):
                 if not isinstance(category, str):
                     errors.append(f'prompt {number}: field "category" must be a string')
                     continue
+                if NUL in category:
+                    errors.append(f'prompt {number}: field "category" contains a NUL character')
+                    continue
                 item = item[field]
             if not isinstance(item, str):
                 errors.append(f"prompt {number}: the prompt must be a string, not {type(item).__name__}")
+                continue
+            if NUL in item:  # PostgreSQL stores no NUL in text
+                errors.append(f"prompt {number}: the prompt contains a NUL character")
                 continue
             text = " ".join(item.split())
             if not text:
@@ -262,7 +270,8 @@ class PromptViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class PerturbationRuleSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True,
+                                       read_only=True)
     params = serializers.JSONField(required=False, default=dict, help_text="Parameters of the rule kind.")
 
     class Meta:
@@ -286,6 +295,12 @@ class PerturbationRuleViewSet(viewsets.ModelViewSet):
             serializer.instance = perturbation_rule_create(**serializer.validated_data,
                                                            created_by=self.request.user)
 
+    def update(self, request, *args, **kwargs):
+        super().update(request, *args, **kwargs)
+        # A partial serializer leaves out fields that fall back to their default (created_by of a built-in rule,
+        # null); the answer is the whole rule, as GET gives it.
+        return Response(self.get_serializer(self.get_object()).data)
+
     def perform_update(self, serializer):
         with service_errors():
             serializer.instance = perturbation_rule_update(rule=serializer.instance, **serializer.validated_data)
@@ -295,7 +310,7 @@ class PerturbationRuleViewSet(viewsets.ModelViewSet):
 
 
 class PerturbationEditSerializer(serializers.ModelSerializer):
-    rule_name = serializers.CharField(source="rule.name", default=None, read_only=True)
+    rule_name = serializers.CharField(source="rule.name", default=None, allow_null=True, read_only=True)
     relation_before = serializers.DictField(read_only=True)
     relation_after = serializers.DictField(read_only=True)
     span_before = serializers.ListField(child=serializers.IntegerField(), read_only=True,
@@ -345,8 +360,8 @@ class PerturbedPromptViewSet(viewsets.ReadOnlyModelViewSet):
 
 class PerturbRequestSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=MAX_PROMPT_CHARS)
-    rules = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
-                                  help_text="Rule ids; empty or absent means every enabled rule.")
+    rules = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
+                                  default=list, help_text="Rule ids; empty or absent means every enabled rule.")
     edits = serializers.ChoiceField(choices=list(EDIT_SUBSETS), default="1",
                                     help_text='"1": one edit; "2-3": two or three, chosen by the seed.')
     seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, required=False, allow_null=True,

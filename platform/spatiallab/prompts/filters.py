@@ -3,7 +3,6 @@
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from ml.spatial.graph import RelationKind
@@ -13,11 +12,20 @@ from spatiallab.prompts.services import EDIT_SUBSETS, normalize_prompt
 RELATION_KIND_CHOICES = [(kind.value, kind.value) for kind in RelationKind]
 
 
-@extend_schema_field(OpenApiTypes.INT)
+# A 64-bit column's range: a bigger number is a 400 naming the filter, never an overflow in the database driver.
+MIN_DB_INT, MAX_DB_INT = -(2**63), 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": MIN_DB_INT, "maximum": MAX_DB_INT})
 class IntFilter(django_filters.NumberFilter):
     """A whole number: an id or a count (NumberFilter alone accepts 1.5 and documents a float)."""
 
     field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", MIN_DB_INT)
+        kwargs.setdefault("max_value", MAX_DB_INT)
+        super().__init__(*args, **kwargs)
 
 
 class PromptSetFilter(django_filters.FilterSet):

@@ -14,6 +14,7 @@ FORMATS = ("jsonl", "csv", "txt")
 TEXT_FIELDS = ("text", "prompt")  # accepted names of the prompt column / key
 MAX_PROMPT_CHARS = 4000
 MAX_ERRORS = 50  # report this many, then say how many more
+NUL = "\x00"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ def _check_text(line: int, text, errors: list) -> str | None:
     if not isinstance(text, str):
         errors.append((line, f"the prompt must be a string, not {type(text).__name__}"))
         return None
+    if NUL in text:  # PostgreSQL stores no NUL in text
+        errors.append((line, "the prompt contains a NUL character"))
+        return None
     text = " ".join(text.split())
     if not text:
         errors.append((line, "the prompt is empty"))
@@ -84,6 +88,9 @@ def _read_jsonl(content: str, errors: list) -> list[IncomingPrompt]:
         if not isinstance(category, str):
             errors.append((number, 'field "category" must be a string'))
             continue
+        if NUL in category:
+            errors.append((number, 'field "category" contains a NUL character'))
+            continue
         if text:
             prompts.append(IncomingPrompt(number, text, category.strip()[:40]))
     return prompts
@@ -114,6 +121,9 @@ def _read_csv(content: str, errors: list) -> list[IncomingPrompt]:
                 continue
             text = _check_text(number, row[column], errors)
             category = row[category_column].strip()[:40] if category_column is not None else ""
+            if NUL in category:
+                errors.append((number, 'column "category" contains a NUL character'))
+                continue
             if text:
                 prompts.append(IncomingPrompt(number, text, category))
     except csv.Error as exc:

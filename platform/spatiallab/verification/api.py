@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -24,6 +25,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 
 from spatiallab.accounts.roles import ANNOTATION_ROLES, DASHBOARD_ROLES, HasRole, IsResearcher, has_any_role
+from spatiallab.core.openapi import ErrorDetailSerializer
 from spatiallab.generation.views import storage_image_response
 from spatiallab.prompts.api import service_errors
 from spatiallab.verification.filters import QueueFilter, QueueItemFilter
@@ -93,12 +95,17 @@ class RefusalSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-REFUSALS = {code: OpenApiResponse(RefusalSerializer, description=text) for code, text in (
-    (400, "Bad input (a field name with its errors) or a client key used for another item (code key_reused)."),
-    (404, "Not found, or not open to you."),
-    (409, "Not possible now (e.g. already_answered, already_skipped, nothing_to_undo)."),
-    (410, "The lease expired and the item went back to the queue (code lease_expired)."),
-)}
+REFUSALS = {
+    # Bad input names the fields ({field: [errors]}); a refusal says {code, detail}: both are objects.
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input (a field name with its errors) or a client "
+                                                          "key used for another item ({code: key_reused, detail})."),
+    # A missing queue or assignment is a plain {detail}; a refusal adds its code.
+    404: OpenApiResponse(ErrorDetailSerializer, description="Not found, or not open to you."),
+    **{code: OpenApiResponse(RefusalSerializer, description=text) for code, text in (
+        (409, "Not possible now (e.g. already_answered, already_skipped, nothing_to_undo)."),
+        (410, "The lease expired and the item went back to the queue (code lease_expired)."),
+    )},
+}
 
 
 def _researcher(user) -> bool:
@@ -114,17 +121,29 @@ def _active_users():
     return get_user_model().objects.filter(is_active=True)
 
 
+class UsernameField(serializers.SlugRelatedField):
+    """An active user, by username."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="username", queryset=_active_users(), **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:  # PostgreSQL refuses NUL in a text comparison
+            raise ValidationError(ProhibitNullCharactersValidator.message)
+        return super().to_internal_value(data)
+
+
 # --- Queues (researchers manage, annotators list theirs) -------------------------------------------------
 
 
 class QueueSerializer(serializers.ModelSerializer):
     """A queue as researchers see it, with its progress counts (regular items by status; gold counted apart)."""
 
-    annotators = serializers.SlugRelatedField(
-        many=True, slug_field="username", queryset=_active_users(), required=False,
-        help_text="Usernames who may work on the queue; empty: every annotator.")
+    annotators = UsernameField(many=True, required=False,
+                               help_text="Usernames who may work on the queue; empty: every annotator.")
     selection = serializers.DictField(read_only=True, help_text="The pair selection the queue was built from.")
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True,
+                                       read_only=True)
     item_count = serializers.IntegerField(read_only=True, help_text="Regular items (gold items not counted).")
     gold_count = serializers.IntegerField(read_only=True)
     verified_count = serializers.IntegerField(read_only=True)
@@ -132,7 +151,8 @@ class QueueSerializer(serializers.ModelSerializer):
     disputed_count = serializers.IntegerField(read_only=True)
     flagged_count = serializers.IntegerField(read_only=True, help_text="Regular items flagged as broken.")
     build_job = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The job adding the items of a large queue (status `building` until it is done).")
+        read_only=True, allow_null=True,
+        help_text="The job adding the items of a large queue (status `building` until it is done).")
 
     class Meta:
         model = VerificationQueue
@@ -186,9 +206,8 @@ class QueueCreateSerializer(serializers.Serializer):
     lease_minutes = serializers.IntegerField(default=10)
     gold_share = serializers.FloatField(default=0.0, help_text="Share of served items that are gold (0-0.5).")
     priority = serializers.IntegerField(default=0, min_value=-MAX_INT, max_value=MAX_INT)
-    annotators = serializers.SlugRelatedField(
-        many=True, slug_field="username", queryset=_active_users(), required=False, default=list,
-        help_text="Usernames who may work on the queue; empty: every annotator.")
+    annotators = UsernameField(many=True, required=False, default=list,
+                               help_text="Usernames who may work on the queue; empty: every annotator.")
     selection = SelectionSerializer(required=False, default=dict,
                                     help_text="Which pairs (like the gallery's filters); empty: every pair.")
     gold_count = serializers.IntegerField(min_value=0, max_value=MAX_INT, default=0,
@@ -523,7 +542,7 @@ class ItemVerdictSerializer(serializers.ModelSerializer):
 class AdjudicationSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="verified or rejected.")
     note = serializers.CharField()
-    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True)
     decided_at = serializers.DateTimeField()
 
 
