@@ -26,6 +26,8 @@ from spatiallab.datasets.services import export_request
 from spatiallab.generation.models import GenerationFailure
 from spatiallab.jobs.models import Job
 from spatiallab.prompts.models import PerturbationRule, PerturbedPrompt, Prompt
+from spatiallab.rewards.models import RewardCheckpoint, RewardMetric, RewardRun
+from spatiallab.rewards.services import config_defaults
 from spatiallab.verification.models import Assignment
 from spatiallab.verification.services import item_claim, verdict_submit
 from tests.dataset_data import build_version, run_job_inline, verified_pairs
@@ -70,6 +72,11 @@ def seeded(db, researcher):
     version = build_version("schemathesis-version", criteria={"queues": [dataset_queue.pk]}, parent=parent)
     export, _ = export_request(version=version, fmt="jsonl")
     run_job_inline(export.job)
+    reward_run = RewardRun.objects.create(name="schemathesis-run", dataset_version=version,
+                                          dataset_hash=version.content_hash, base_model="/models/tiny",
+                                          config=config_defaults())
+    RewardMetric.objects.create(run=reward_run, step=1, kind="train", values={"loss": 0.69, "accuracy": 0.5})
+    RewardCheckpoint.objects.create(run=reward_run, step=1, path="/runs/1/checkpoints/step-00000001")
 
     def ids(queryset) -> list[int]:
         return list(queryset.order_by("pk").values_list("pk", flat=True))
@@ -88,6 +95,7 @@ def seeded(db, researcher):
         "prompt-sets": [prompt_set.pk],
         "prompts": ids(Prompt.objects.filter(prompt_set=prompt_set)),
         "queues": [queue.pk],
+        "reward-runs": [reward_run.pk],
     }
 
 

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "spatiallab.generation",
     "spatiallab.verification",
     "spatiallab.datasets",
+    "spatiallab.rewards",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("spatiallab.generation.api_urls")),
     path("", include("spatiallab.verification.api_urls")),
     path("", include("spatiallab.datasets.api_urls")),
+    path("", include("spatiallab.rewards.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
@@ -30,6 +31,7 @@ urlpatterns = [
     path("dashboard/generators/", include(generator_urlpatterns)),
     path("dashboard/queues/", include("spatiallab.verification.urls")),
     path("dashboard/datasets/", include("spatiallab.datasets.urls")),
+    path("dashboard/reward-runs/", include("spatiallab.rewards.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

@@ -6,6 +6,7 @@ from workers.handlers.datasets import run_build_dataset, run_export_dataset
 from workers.handlers.demo import run_demo_primes
 from workers.handlers.generate import run_generate_pairs
 from workers.handlers.perturb import run_perturb_prompt_set
+from workers.handlers.rewards import run_train_reward
 from workers.handlers.verification import run_build_queue
 
 HANDLERS = {
@@ -15,4 +16,5 @@ HANDLERS = {
     "build_queue": run_build_queue,
     "build_dataset": run_build_dataset,
     "export_dataset": run_export_dataset,
+    "train_reward": run_train_reward,
 }

@@ -11,6 +11,7 @@ from rest_framework import serializers
 from spatiallab.datasets.job_params import BuildDatasetParams, ExportDatasetParams
 from spatiallab.generation.job_params import GeneratePairsParams
 from spatiallab.prompts.job_params import PerturbPromptSetParams
+from spatiallab.rewards.job_params import TrainRewardParams
 from spatiallab.verification.job_params import BuildQueueParams
 
 
@@ -50,6 +51,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("build_queue", "Build a large verification queue", "cpu", BuildQueueParams, unit="items"),
         JobKind("build_dataset", "Build a dataset version", "cpu", BuildDatasetParams, unit="pairs"),
         JobKind("export_dataset", "Export a dataset version", "cpu", ExportDatasetParams, unit="entries"),
+        JobKind("train_reward", "Train a reward model", "gpu", TrainRewardParams, unit="steps", per_minute=True),
     ]
 }
 

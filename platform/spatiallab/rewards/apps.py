@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class RewardsConfig(AppConfig):
+    name = "spatiallab.rewards"
+    label = "rewards"
+    verbose_name = "Reward-model training runs"
+
+    def ready(self) -> None:
+        from spatiallab.jobs.services import job_ended
+        from spatiallab.rewards.services import jobs_ended_mark_runs
+
+        job_ended.connect(jobs_ended_mark_runs, dispatch_uid="rewards-job-ended")
