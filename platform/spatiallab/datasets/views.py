@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from spatiallab.accounts.roles import DASHBOARD_ROLES, role_required
+from spatiallab.core.htmx import done as _done
+from spatiallab.core.htmx import partial as _partial
 from spatiallab.datasets.canonical import SPLITS
 from spatiallab.datasets.exports import selected_count, streamable
 from spatiallab.datasets.forms import CriteriaForm, ExportForm, VersionCreateForm
@@ -45,14 +46,6 @@ LIST_DEFERRED = ("card", "readme", "diff", "error", "criteria", "parent__card", 
                  "parent__error", "parent__criteria")
 
 
-def _partial(request) -> bool:
-    """An htmx request for a block of the page; a history restore (the Back button) needs the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _done(request, url: str):
-    """After a successful POST: htmx navigates the whole page (HX-Redirect), a plain form gets a 302."""
-    return HttpResponseClientRedirect(url) if _partial(request) else redirect(url)
 
 
 def _version(request, pk: int) -> DatasetVersion:

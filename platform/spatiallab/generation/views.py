@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from spatiallab.accounts.roles import DASHBOARD_ROLES, role_required
+from spatiallab.core.htmx import partial as _partial
 from spatiallab.generation import selectors
 from spatiallab.generation.forms import (
     BackendForm,
@@ -77,10 +78,6 @@ def storage_image_response(name: str):
 def pair_image(request, pk: int, which: str):
     return pair_image_response(pairs_visible_to(request.user), pk, which)
 
-
-def _partial(request) -> bool:
-    """An htmx request for a block of the page; a history restore (the Back button) needs the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _query_without_page(request) -> str:

@@ -16,9 +16,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from spatiallab.accounts.roles import DASHBOARD_ROLES, role_required
+from spatiallab.core.htmx import done as _done
+from spatiallab.core.htmx import partial as _partial
 from spatiallab.generation.selectors import generators_visible_to, pairs_filtered, pairs_visible_to
 from spatiallab.jobs.selectors import jobs_visible_to
 from spatiallab.prompts.forms import add_service_errors
@@ -68,14 +69,6 @@ MAX_FILLED_HOURS = 24 * 60
 DECIDED = (ItemStatus.VERIFIED, ItemStatus.REJECTED, ItemStatus.DISPUTED)
 
 
-def _partial(request) -> bool:
-    """An htmx request for a block of the page; a history restore (the Back button) needs the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _done(request, url: str):
-    """After a successful POST: htmx navigates the whole page (HX-Redirect), a plain form gets a 302."""
-    return HttpResponseClientRedirect(url) if _partial(request) else redirect(url)
 
 
 def _queue(request, pk: int):
