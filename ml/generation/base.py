@@ -5,13 +5,13 @@ scene renderer never imports torch and the diffusers backend imports it only ins
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ml.generation.settings import BACKEND_SETTINGS, validate_settings
+from ml.slot import OneSlot
 
 logger = logging.getLogger(__name__)
 
@@ -55,29 +55,17 @@ def load_backend(backend: str, settings: dict) -> Backend:
     return cls(BACKEND_SETTINGS[backend](**checked))
 
 
-class BackendCache:
-    """Keeps the one backend a worker last loaded, while jobs for the same generator keep coming.
-
-    A GPU worker runs one task at a time (pool solo), so one slot is enough: asking for another generator
-    closes the current one first, releasing its memory before the next one loads."""
+class BackendCache(OneSlot):
+    """Keeps the one generation backend a worker last loaded (ml.slot.OneSlot), while jobs for the same
+    generator keep coming; asking for another generator closes the current one first."""
 
     def __init__(self) -> None:
-        self.key: Any = None
-        self.backend: Backend | None = None
-        self.loads = 0
+        super().__init__("generation backend")
 
-    def get(self, key: Any, backend: str, settings: dict) -> Backend:
-        if self.backend is not None and self.key == key:
-            return self.backend
-        self.release()
-        logger.info("loading %s backend for %s", backend, key)
-        self.backend = load_backend(backend, settings)
-        self.key = key
-        self.loads += 1
-        return self.backend
+    @property
+    def backend(self) -> Backend | None:
+        return self.value
 
-    def release(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-        self.backend, self.key = None, None
-        gc.collect()
+    def get(self, key: Any, backend: str, settings: dict) -> Backend:  # type: ignore[override]
+        self.what = f"{backend} backend"  # the log says "loading diffusers backend for <key>"
+        return super().get(key, lambda: load_backend(backend, settings))

@@ -44,6 +44,10 @@ class ModelConfig:
         "choices": ("auto", "bfloat16", "float16", "float32"),
         "help": "Backbone weight dtype: auto (bfloat16 on CUDA, float32 on CPU), bfloat16, float16 or float32. "
                 "The trainable parts (LoRA, head, reward-token row) are always kept in float32."})
+    train_vision: bool = field(default=False, metadata={
+        "help": "Also train the whole vision tower (patch embedding, blocks, merger), in float32. Off in the method "
+                "(the backbone stays frozen); meant for tiny random backbones, whose frozen random vision features "
+                "carry too little for the CPU learning benchmark (benchmarks/reward_learning.py)."})
 
     def __post_init__(self):
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
@@ -96,6 +100,10 @@ class TrainConfig:
     log_every: int = field(default=10, metadata={"help": "Report training metrics every N optimizer steps."})
     seed: int = field(default=0, metadata={"help": "Seeds the weights of the new parts, the data order and dropout."})
     max_steps: int = field(default=0, metadata={"help": "Optimizer steps to train (0: epochs decide)."})
+    max_seconds: float = field(default=0.0, metadata={
+        "help": "Stop after the step during which the training loop's wall-clock time (evaluations included) "
+                "reaches this many seconds, then evaluate and save as at the last step (0: no time limit). The "
+                "schedule still spans max_steps / epochs."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training split, when max_steps is 0."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes decoding images."})
     device: str = field(default="auto", metadata={
@@ -153,3 +161,19 @@ def from_dict(cls: type, values: dict) -> Any:
     """The dataclass from a dict, ignoring keys it does not know (a checkpoint written by a newer version)."""
     names = {item.name for item in dataclasses.fields(cls)}
     return cls(**{key: value for key, value in values.items() if key in names})
+
+
+def to_arguments(config: Any) -> list[str]:
+    """The command-line flags that `from_arguments` turns back into `config` (for launching the CLI, e.g. under
+    torchrun)."""
+    flags: list[str] = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if isinstance(value, bool):
+            flags.append(_flag(item.name) if value else "--no-" + item.name.replace("_", "-"))
+        elif isinstance(value, list):
+            if value:  # nargs="+" needs at least one value; an empty list keeps the default
+                flags += [_flag(item.name), *map(str, value)]
+        elif value is not None:
+            flags += [_flag(item.name), repr(value) if isinstance(value, float) else str(value)]
+    return flags

@@ -65,30 +65,61 @@ def pairwise_report(results: Iterable[tuple[int, list[str], float, float]]) -> d
     return report
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "test",
-                        backbone: str | Path | None = None, batch_size: int = 8, device: str = "auto",
-                        limit: int = 0) -> dict:
-    """Scores every pair of `split` with the checkpoint's model (eval mode, mu) and reports pairwise accuracy."""
+def evaluate_model(model, data: str | Path, *, split: str = "test", batch_size: int = 8, limit: int = 0,
+                   per_pair: bool = False, on_progress=None) -> dict:
+    """Scores every pair of `split` with a loaded SpatialScore (eval mode, mu) and reports pairwise accuracy.
+    With `per_pair`, the report also lists each pair's scores ({pair_id, winner_mu, winner_log_sigma, loser_mu,
+    loser_log_sigma}). `on_progress(done, total)` is called after each batch."""
     import torch
 
     from ml.reward.data import PairCollator, PreferencePairs
-    from ml.reward.model import SpatialScore, autocast, to_device
+    from ml.reward.model import autocast, to_device
+
+    device = model.device
+    was_training = model.training
+    model.eval()
+    dataset = PreferencePairs(data, split, limit=limit)
+    collate = PairCollator(model.inputs)
+    results, pairs = [], []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+                batch = collate(items)
+                n = batch["pairs"]
+                with autocast(device):
+                    out = model(**to_device(batch["inputs"], device))
+                mu, log_sigma = out.mu.float().cpu(), out.log_sigma.float().cpu()
+                for i in range(n):
+                    results.append((int(batch["n_edits"][i]), batch["relation_kinds"][i], mu[i].item(),
+                                    mu[n + i].item()))
+                    if per_pair:
+                        pairs.append({"pair_id": items[i].pair_id, "winner_mu": mu[i].item(),
+                                      "winner_log_sigma": log_sigma[i].item(), "loser_mu": mu[n + i].item(),
+                                      "loser_log_sigma": log_sigma[n + i].item()})
+                if on_progress:
+                    on_progress(min(start + batch_size, len(dataset)), len(dataset))
+    finally:
+        model.train(was_training)
+    report = {"data": str(data), "split": split, **pairwise_report(results)}
+    if per_pair:
+        report["per_pair"] = pairs
+    return report
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, split: str = "test",
+                        backbone: str | Path | None = None, batch_size: int = 8, device: str = "auto",
+                        limit: int = 0) -> dict:
+    """Loads the checkpoint's model and evaluates it (`evaluate_model`)."""
+    import torch
+
+    from ml.reward.model import SpatialScore
 
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                           "cpu" if device == "auto" else device)
-    model = SpatialScore.from_checkpoint(checkpoint, backbone=backbone, device=device).eval()
-    dataset = PreferencePairs(data, split, limit=limit)
-    collate = PairCollator(model.inputs)
-    results = []
-    with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            n = batch["pairs"]
-            with autocast(device):
-                mu = model(**to_device(batch["inputs"], device)).mu.float().cpu()
-            for i in range(n):
-                results.append((int(batch["n_edits"][i]), batch["relation_kinds"][i], mu[i].item(), mu[n + i].item()))
-    return {"checkpoint": str(checkpoint), "data": str(data), "split": split, **pairwise_report(results)}
+    model = SpatialScore.from_checkpoint(checkpoint, backbone=backbone, device=device)
+    report = evaluate_model(model, data, split=split, batch_size=batch_size, limit=limit)
+    return {"checkpoint": str(checkpoint), **report}
 
 
 def main(argv: list[str] | None = None) -> int:

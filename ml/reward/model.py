@@ -171,6 +171,9 @@ class SpatialScore(nn.Module):
                 # float32 master weights: at lr 2e-6 most bf16 updates would round away.
                 param.data = param.data.float()
                 param.requires_grad_(True)
+        if config.train_vision:
+            # Opt-in, for tiny random backbones: the whole vision tower trains too (float32 master weights).
+            self.backbone.visual.float().requires_grad_(True)
 
         hidden = backbone.config.text_config.hidden_size
         self.head = RewardHead(hidden, config.head_hidden, config.head_dropout).to(embed.weight.device)
@@ -278,27 +281,41 @@ class SpatialScore(nn.Module):
         return found
 
     @torch.no_grad()
-    def score(self, prompts: Sequence[str], images: Sequence[Image.Image], *, batch_size: int = 16) -> torch.Tensor:
-        """mu for each (prompt, image), in eval mode (no dropout); a float32 CPU tensor."""
+    def predict(self, prompts: Sequence[str], images: Sequence[Image.Image], *,
+                batch_size: int = 16) -> RewardOutput:
+        """mu and log sigma for each (prompt, image), batched, in eval mode (no dropout); float32 CPU tensors."""
+        if len(prompts) != len(images):
+            raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
         was_training = self.training
         self.eval()
         try:
-            scores = []
+            mus, log_sigmas = [], []
             for start in range(0, len(prompts), batch_size):
                 batch = self.inputs(prompts[start:start + batch_size], images[start:start + batch_size])
                 with autocast(self.device):
-                    scores.append(self(**to_device(batch, self.device)).mu.float().cpu())
-            return torch.cat(scores) if scores else torch.empty(0)
+                    out = self(**to_device(batch, self.device))
+                mus.append(out.mu.float().cpu())
+                log_sigmas.append(out.log_sigma.float().cpu())
+            if not mus:
+                return RewardOutput(torch.empty(0), torch.empty(0))
+            return RewardOutput(torch.cat(mus), torch.cat(log_sigmas))
         finally:
             self.train(was_training)
+
+    def score(self, prompts: Sequence[str], images: Sequence[Image.Image], *, batch_size: int = 16) -> torch.Tensor:
+        """mu for each (prompt, image): the score (see `predict` for sigma too)."""
+        return self.predict(prompts, images, batch_size=batch_size).mu
 
     # --- Saving --------------------------------------------------------------------------------------------
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """LoRA (peft's keys, prefixed 'lora.'), head ('head.') and the reward-token row, on CPU."""
+        """LoRA (peft's keys, prefixed 'lora.'), head ('head.'), the reward-token row and, with train_vision, the
+        vision tower ('vision.'), on CPU."""
         state = {f"lora.{key}": value for key, value in get_peft_model_state_dict(self.language_model).items()}
         state.update({f"head.{key}": value for key, value in self.head.state_dict().items()})
         state["reward_token.embedding"] = self.reward_embedding
+        if self.config.train_vision:
+            state.update({f"vision.{key}": value for key, value in self.backbone.visual.state_dict().items()})
         return {key: value.detach().to("cpu", copy=True).contiguous() for key, value in state.items()}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -312,6 +329,9 @@ class SpatialScore(nn.Module):
         if result.unexpected_keys:
             raise ValueError(f"unexpected LoRA weights: {result.unexpected_keys[:5]}")
         self.head.load_state_dict(head)
+        if self.config.train_vision:
+            self.backbone.visual.load_state_dict(
+                {key[len("vision."):]: value for key, value in state.items() if key.startswith("vision.")})
         with torch.no_grad():
             self.reward_embedding.copy_(state["reward_token.embedding"])
 

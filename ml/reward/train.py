@@ -146,13 +146,17 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
                    "epoch": step * config.grad_accum / micro_per_epoch,
                    "pairs_per_s": pairs / (time.perf_counter() - tick), "elapsed_s": time.perf_counter() - started}
         history.append(metrics)
-        if step % config.log_every == 0 or step == total_steps:
+        # The last step: the planned one, or the one that used up the time budget.
+        last = step == total_steps or bool(config.max_seconds and metrics["elapsed_s"] >= config.max_seconds)
+        if config.max_seconds and world > 1:  # every rank stops at the same step, the first to run out decides
+            last = all_sum([float(last)], world, device)[0] > 0
+        if step % config.log_every == 0 or last:
             emit(metrics)
         if eval_set is not None and len(eval_set) and (
-                (config.eval_every and step % config.eval_every == 0) or step == total_steps):
+                (config.eval_every and step % config.eval_every == 0) or last):
             last_eval = evaluate_pairs(model, eval_set, collate, config, rank=rank, world=world, device=device)
             emit({"kind": "eval", "step": step, "split": config.eval_split, **last_eval})
-        if (config.save_every and step % config.save_every == 0) or step == total_steps:
+        if (config.save_every and step % config.save_every == 0) or last:
             rng = gather_rng_states(world)
             if rank == 0:
                 saved = save_checkpoint(checkpoints, step, model, optimizer, scheduler, rng, model_config, config,
@@ -160,6 +164,8 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
                 emit({"kind": "checkpoint", "step": step, "path": str(saved)})
             if world > 1:
                 dist.barrier()
+        if last:
+            break
 
     saved = saved or latest_checkpoint(checkpoints)
     return {"rank": rank, "world_size": world, "step": step, "total_steps": total_steps, "history": history,

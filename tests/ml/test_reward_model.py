@@ -134,6 +134,23 @@ def test_scores_are_deterministic_batch_independent_and_leave_the_mode_alone(bac
     assert model.score(PROMPTS[1:], IMAGES[:1]).item() != together[0].item()
 
 
+def test_predict_gives_mu_and_log_sigma_of_the_forward_pass_in_batches(backbone):
+    model = load(backbone)
+    train_step(model)
+    prompts, images = PROMPTS * 3, IMAGES * 3
+    out = model.predict(prompts, images, batch_size=4)  # batches of 4 and 2
+    model.eval()
+    with torch.no_grad():
+        direct = model(**model.inputs(prompts, images))
+    torch.testing.assert_close(out.mu, direct.mu, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.log_sigma, direct.log_sigma, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(out.mu, out.log_sigma)
+    assert torch.equal(model.score(prompts, images, batch_size=4), out.mu)
+    with pytest.raises(ValueError, match="3 prompts but 2 images"):
+        model.predict(PROMPTS + PROMPTS[:1], IMAGES)
+    assert model.predict([], []).mu.numel() == 0
+
+
 def test_save_and_load_give_identical_scores(backbone, tmp_path):
     model = load(backbone)
     train_step(model)  # LoRA B starts at zero: make every part non-trivial first
