@@ -156,3 +156,25 @@ def demo_accounts(transactional_db):
     from django.core.management import call_command
 
     call_command("seed_demo", stdout=io.StringIO())
+
+
+# --- Reward models ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def reward_backbone(tmp_path_factory):
+    """A tiny random Qwen2.5-VL folder (ml.reward.tiny), built once per test session."""
+    from ml.reward.tiny import build_tiny_backbone
+
+    return build_tiny_backbone(tmp_path_factory.mktemp("reward-backbone") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one thread than two competing for 2 cores; restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

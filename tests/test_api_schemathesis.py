@@ -7,13 +7,18 @@ rows (a prompt set with perturbed prompts, pairs, a queue with leased and answer
 so that detail and action endpoints answer with real objects, not only 404s.
 """
 
+import io
+
 import pytest
 import schemathesis
 from django.core import signals
 from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -26,8 +31,15 @@ from spatiallab.datasets.services import export_request
 from spatiallab.generation.models import GenerationFailure
 from spatiallab.jobs.models import Job
 from spatiallab.prompts.models import PerturbationRule, PerturbedPrompt, Prompt
-from spatiallab.rewards.models import RewardCheckpoint, RewardMetric, RewardRun
-from spatiallab.rewards.services import config_defaults
+from spatiallab.rewards.models import (
+    RewardCheckpoint,
+    RewardEvaluation,
+    RewardMetric,
+    RewardRun,
+    ScoreRequest,
+    ScoreRequestKind,
+)
+from spatiallab.rewards.services import config_defaults, pair_scores_store
 from spatiallab.verification.models import Assignment
 from spatiallab.verification.services import item_claim, verdict_submit
 from tests.dataset_data import build_version, run_job_inline, verified_pairs
@@ -76,7 +88,18 @@ def seeded(db, researcher):
                                           dataset_hash=version.content_hash, base_model="/models/tiny",
                                           config=config_defaults())
     RewardMetric.objects.create(run=reward_run, step=1, kind="train", values={"loss": 0.69, "accuracy": 0.5})
-    RewardCheckpoint.objects.create(run=reward_run, step=1, path="/runs/1/checkpoints/step-00000001")
+    checkpoint = RewardCheckpoint.objects.create(run=reward_run, step=1, path="/runs/1/checkpoints/step-00000001")
+    evaluation = RewardEvaluation.objects.create(
+        run=reward_run, checkpoint=checkpoint, step=1, checkpoint_path=checkpoint.path, dataset_version=version,
+        dataset_hash=version.content_hash, split="test", status="succeeded",
+        report={"pairs": 0, "overall": {"accuracy": None, "correct": 0, "n": 0, "ci95": [None, None]}})
+    pair_scores_store(checkpoint_id=checkpoint.pk, rows=[(first.pk, 0.5, -1.0, 0.1, -1.0)])
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(image, format="PNG")
+    score_request = ScoreRequest.objects.create(
+        kind=ScoreRequestKind.UPLOAD, checkpoint=checkpoint, checkpoint_path=checkpoint.path,
+        images=[{"name": default_storage.save("score-requests/schemathesis/0.png", ContentFile(image.getvalue())),
+                 "prompt": "a red square", "filename": "0.png"}])
 
     def ids(queryset) -> list[int]:
         return list(queryset.order_by("pk").values_list("pk", flat=True))
@@ -96,6 +119,9 @@ def seeded(db, researcher):
         "prompts": ids(Prompt.objects.filter(prompt_set=prompt_set)),
         "queues": [queue.pk],
         "reward-runs": [reward_run.pk],
+        "reward-checkpoints": [checkpoint.pk],
+        "reward-evaluations": [evaluation.pk],
+        "score-requests": [score_request.pk],
     }
 
 
@@ -130,8 +156,10 @@ def api_schema(seeded, auth_headers, _connection_kept_open):
         key = "queue_pk" if "queue_pk" in (path_parameters or {}) else "id"
         if not ids or key not in (path_parameters or {}):
             return st.just(path_parameters)
+        # A seeded score request has one image: address it too.
+        extra = {"index": 0} if "index" in path_parameters else {}
         return st.one_of(st.just(path_parameters),
-                         st.sampled_from(ids).map(lambda pk: {**path_parameters, key: pk}))
+                         st.sampled_from(ids).map(lambda pk: {**path_parameters, key: pk, **extra}))
 
     @schema.hook
     def map_body(context, body):

@@ -25,21 +25,7 @@ FAST_TRAIN = {"lr": 1e-3, "warmup_steps": 1, "batch_size": 2, "max_steps": 4, "l
               "bf16": False, "device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory) -> Path:
-    from ml.reward.tiny import build_tiny_backbone
-
-    return build_tiny_backbone(tmp_path_factory.mktemp("rewards") / "tiny")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -49,8 +35,8 @@ def version(db):
                          ratios={"train": 1.0, "validation": 0.0, "test": 0.0})
 
 
-def _create(version, backbone, researcher, **overrides):
-    return run_create(**{"name": "rm", "dataset_version": version, "base_model": str(backbone),
+def _create(version, reward_backbone, researcher, **overrides):
+    return run_create(**{"name": "rm", "dataset_version": version, "base_model": str(reward_backbone),
                          "model_config": dict(FAST_MODEL), "train_config": dict(FAST_TRAIN),
                          "created_by": researcher, **overrides})
 
@@ -95,10 +81,10 @@ def test_defaults_are_the_papers():
     ({"model_config": {"min_pixels": 500_000, "max_pixels": 1000}}, "model.min_pixels"),
     ({"name": "  "}, "name"),
 ])
-def test_run_create_names_the_bad_field_and_stores_nothing(version, backbone, researcher, overrides, field):
+def test_run_create_names_the_bad_field_and_stores_nothing(version, reward_backbone, researcher, overrides, field):
     jobs = Job.objects.count()
     with pytest.raises(ValidationError) as error:
-        _create(version, backbone, researcher, **overrides)
+        _create(version, reward_backbone, researcher, **overrides)
     assert field in error.value.message_dict
     assert RewardRun.objects.count() == 0 and Job.objects.count() == jobs
 
@@ -114,17 +100,17 @@ def test_run_create_needs_a_model_folder_with_a_config(version, researcher, tmp_
     assert RewardRun.objects.count() == 0
 
 
-def test_run_create_needs_a_frozen_version(db, backbone, researcher):
+def test_run_create_needs_a_frozen_version(db, reward_backbone, researcher):
     _, queue = verified_pairs(2, name="building")
     building = version_create(name="building", criteria={"queues": [queue.pk]})  # its build job never ran
     with pytest.raises(ValidationError) as error:
-        _create(building, backbone, researcher)
+        _create(building, reward_backbone, researcher)
     assert "only frozen versions train" in error.value.message_dict["dataset_version"][0]
     assert RewardRun.objects.count() == 0
 
 
-def test_run_create_stores_run_and_gpu_job(version, backbone, researcher):
-    run = _create(version, backbone, researcher)
+def test_run_create_stores_run_and_gpu_job(version, reward_backbone, researcher):
+    run = _create(version, reward_backbone, researcher)
     assert run.dataset_hash == version.content_hash and run.status == JobStatus.QUEUED
     assert run.job.kind == "train_reward" and run.job.queue == "gpu" and run.job.params == {"run": run.pk}
     assert run.config["train"]["lr"] == 1e-3 and run.config["train"]["weight_decay"] == 0.0  # a default kept
@@ -140,12 +126,12 @@ def test_api_annotators_get_403(db, annotator):
     assert client.post("/api/v1/reward-runs/", {}, format="json").status_code == 403
 
 
-def test_api_create_list_and_errors(api, version, backbone):
+def test_api_create_list_and_errors(api, version, reward_backbone):
     bad = api.post("/api/v1/reward-runs/", {"name": "rm", "dataset_version": version.pk, "base_model": "/nowhere",
                                             "train": {"lr": -1}}, format="json")
     assert bad.status_code == 400 and {"base_model", "train.lr"} <= set(bad.json())
     created = api.post("/api/v1/reward-runs/", {"name": "rm", "dataset_version": version.pk,
-                                                "base_model": str(backbone), "model": FAST_MODEL,
+                                                "base_model": str(reward_backbone), "model": FAST_MODEL,
                                                 "train": FAST_TRAIN}, format="json")
     assert created.status_code == 201, created.json()
     body = created.json()
@@ -159,8 +145,8 @@ def test_api_create_list_and_errors(api, version, backbone):
 # --- Training through the handler ---------------------------------------------------------------------------
 
 
-def test_a_run_trains_end_to_end(api, version, backbone, researcher):
-    run = _create(version, backbone, researcher)
+def test_a_run_trains_end_to_end(api, version, reward_backbone, researcher):
+    run = _create(version, reward_backbone, researcher)
     result = run_job_inline(run.job)
     run.refresh_from_db()
     job = Job.objects.get(pk=run.job_id)
@@ -180,31 +166,59 @@ def test_a_run_trains_end_to_end(api, version, backbone, researcher):
     assert [row["step"] for row in api.get(f"/api/v1/reward-runs/{run.pk}/checkpoints/").json()] == [4]
 
 
-def test_cancel_stops_the_run(version, backbone, researcher, monkeypatch):
-    run = _create(version, backbone, researcher)
+def test_a_cancelled_run_resumes_from_its_last_checkpoint(api, client, version, reward_backbone, researcher,
+                                                          monkeypatch):
+    run = _create(version, reward_backbone, researcher)
     record = reward_handler.metric_record
+    assert api.post(f"/api/v1/reward-runs/{run.pk}/resume/").status_code == 400  # queued: nothing to resume
 
-    def cancel_at_step_2(**kwargs):
-        if kwargs["step"] == 2:
-            Job.objects.filter(pk=run.job_id).update(cancel_requested=True)
+    def cancel_at_step_3(**kwargs):
+        if kwargs["step"] == 3:
+            assert api.post(f"/api/v1/reward-runs/{run.pk}/cancel/").status_code == 200
         return record(**kwargs)
 
-    monkeypatch.setattr(reward_handler, "metric_record", cancel_at_step_2)
+    monkeypatch.setattr(reward_handler, "metric_record", cancel_at_step_3)
     claim = job_claim(job_id=run.job_id, worker_name="test")
     with pytest.raises(JobCancelled):
         reward_handler.run_train_reward(JobContext(claim))
     job_mark_cancelled(claim=claim)
     run.refresh_from_db()
     assert run.status == JobStatus.CANCELLED
-    assert RewardMetric.objects.filter(run=run, kind="train").count() == 2
+    assert list(RewardCheckpoint.objects.filter(run=run).values_list("step", flat=True)) == [2]
+    # Stopped at step 3's progress report: nothing after it ran.
+    assert list(RewardMetric.objects.filter(run=run, kind="train").values_list("step", flat=True)) == [1, 2, 3]
+    assert api.post(f"/api/v1/reward-runs/{run.pk}/cancel/").status_code == 400  # already stopped
+
+    client.force_login(researcher)
+    page = client.get(f"/dashboard/reward-runs/{run.pk}/").content.decode()
+    assert 'id="run-resume"' in page and 'id="run-cancel"' not in page
+    recorded = []
+
+    def count(**kwargs):
+        recorded.append((kwargs["kind"], kwargs["step"]))
+        return record(**kwargs)
+
+    monkeypatch.setattr(reward_handler, "metric_record", count)
+    first_job = run.job_id
+    assert client.post(f"/dashboard/reward-runs/{run.pk}/resume/").status_code == 302
+    run.refresh_from_db()
+    assert run.job_id != first_job and run.status == JobStatus.QUEUED
+    assert Job.objects.get(pk=run.job_id).params == {"run": run.pk, "resume": True}
+    assert 'id="run-cancel"' in client.get(f"/dashboard/reward-runs/{run.pk}/").content.decode()
+    result = run_job_inline(Job.objects.get(pk=run.job_id))
+    assert result["step"] == 4 and recorded == [("train", 3), ("train", 4), ("eval", 4)]  # from step 2 on
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED
+    assert list(RewardMetric.objects.filter(run=run, kind="train").values_list("step", flat=True)) == [1, 2, 3, 4]
+    assert api.post(f"/api/v1/reward-runs/{run.pk}/resume/").status_code == 400  # succeeded
 
 
 class WorkerLost(Exception):
     pass
 
 
-def test_a_lost_worker_resumes_from_the_last_checkpoint(version, backbone, researcher, monkeypatch):
-    run = _create(version, backbone, researcher)
+def test_a_lost_worker_resumes_from_the_last_checkpoint(version, reward_backbone, researcher, monkeypatch):
+    run = _create(version, reward_backbone, researcher)
     record = reward_handler.metric_record
 
     def die_at_step_3(**kwargs):
@@ -246,13 +260,13 @@ def test_pages_are_for_researchers_only(client, annotator):
     assert client.post("/dashboard/reward-runs/", {"name": "x"}).status_code == 403
 
 
-def test_launch_form_shows_defaults_names_bad_fields_and_launches(client, researcher, version, backbone):
+def test_launch_form_shows_defaults_names_bad_fields_and_launches(client, researcher, version, reward_backbone):
     client.force_login(researcher)
     page = client.get("/dashboard/reward-runs/")
     assert page.status_code == 200
     form = page.context["form"]
     assert form["lr"].initial == 2e-6 and form["lora_rank"].initial == 64 and "Default: 2e-06" in form["lr"].help_text
-    fields = {"name": "from-form", "dataset_version": version.pk, "base_model": str(backbone),
+    fields = {"name": "from-form", "dataset_version": version.pk, "base_model": str(reward_backbone),
               **{name: form[name].initial for name in ("lr", "batch_size", "grad_accum", "max_steps", "epochs",
                                                        "warmup_steps", "loss", "eval_every", "save_every", "seed",
                                                        "lora_rank", "lora_alpha")}}
@@ -264,8 +278,8 @@ def test_launch_form_shows_defaults_names_bad_fields_and_launches(client, resear
     assert run.config["train"]["lr"] == 2e-6 and run.config["train"]["max_steps"] == 0
 
 
-def test_run_page_carries_the_curves(client, researcher, version, backbone):
-    run = _create(version, backbone, researcher)
+def test_run_page_carries_the_curves(client, researcher, version, reward_backbone):
+    run = _create(version, reward_backbone, researcher)
     run_job_inline(run.job)
     client.force_login(researcher)
     page = client.get(f"/dashboard/reward-runs/{run.pk}/")

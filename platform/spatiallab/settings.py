@@ -330,6 +330,13 @@ DATASET_STREAM_MAX_ENTRIES = {
 # Pairs per Parquet row group (images included: about 2 x image size x this many bytes per group).
 DATASET_PARQUET_ROW_GROUP = env_int("DATASET_PARQUET_ROW_GROUP", 256)
 
+# --- Reward models ------------------------------------------------------------------------------------------
+# Pairs per forward pass when evaluation and scoring jobs score (two images each).
+REWARD_SCORE_BATCH = env_int("REWARD_SCORE_BATCH", 16)
+# Training processes per run on a GPU worker: 0 = one per visible CUDA device (torchrun when more than one);
+# n > 1 launches n processes through torchrun (on a CPU-only worker: gloo).
+REWARD_TRAIN_PROCESSES = env_int("REWARD_TRAIN_PROCESSES", 0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -6,7 +6,8 @@ from workers.handlers.datasets import run_build_dataset, run_export_dataset
 from workers.handlers.demo import run_demo_primes
 from workers.handlers.generate import run_generate_pairs
 from workers.handlers.perturb import run_perturb_prompt_set
-from workers.handlers.rewards import run_train_reward
+from workers.handlers.rewards import run_evaluate_reward, run_score_pairs, run_train_reward
+from workers.handlers.scoring import run_score_images
 from workers.handlers.verification import run_build_queue
 
 HANDLERS = {
@@ -17,4 +18,7 @@ HANDLERS = {
     "build_dataset": run_build_dataset,
     "export_dataset": run_export_dataset,
     "train_reward": run_train_reward,
+    "evaluate_reward": run_evaluate_reward,
+    "score_pairs": run_score_pairs,
+    "score_images": run_score_images,
 }

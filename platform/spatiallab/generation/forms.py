@@ -198,6 +198,10 @@ class GeneratePairsForm(forms.Form):
 # --- The gallery's filters ---------------------------------------------------------------------------------------
 
 
+VERDICT_CHOICES = [("", "any"), ("agrees", "prefers the winner"), ("disagrees", "prefers the loser"),
+                   ("unscored", "not scored")]
+
+
 class PairFilterForm(forms.Form):
     job = forms.IntegerField(required=False, min_value=1, widget=forms.NumberInput(attrs={"placeholder": "any"}))
     generator = forms.ModelChoiceField(queryset=Generator.objects.order_by("name"), required=False,
@@ -209,10 +213,18 @@ class PairFilterForm(forms.Form):
                                         empty_label="any prompt set")
     ground_truth = forms.ChoiceField(label="Ground truth", required=False,
                                      choices=[("", "any"), ("ok", "ok"), ("not-ok", "not ok")])
+    # A reward checkpoint's verdict next to the humans' (its stored PairScores).
+    checkpoint = forms.ModelChoiceField(queryset=None, required=False, label="Model",
+                                        empty_label="no model verdict")
+    verdict = forms.ChoiceField(label="Model verdict", required=False, choices=VERDICT_CHOICES)
     page = forms.IntegerField(required=False, min_value=1)
 
     def __init__(self, *args, generators=None, prompt_sets=None, **kwargs):
         super().__init__(*args, **kwargs)
+        from spatiallab.rewards.forms import checkpoint_choices, checkpoint_label
+
+        self.fields["checkpoint"].queryset = checkpoint_choices()
+        self.fields["checkpoint"].label_from_instance = checkpoint_label
         # What the user may see, not every row (the selectors decide).
         if generators is not None:
             self.fields["generator"].queryset = generators.order_by("name")
@@ -225,3 +237,9 @@ class PairFilterForm(forms.Form):
                 "rule": data["rule"].pk if data["rule"] else None, "n_edits": data["n_edits"] or None,
                 "prompt_set": data["prompt_set"].pk if data["prompt_set"] else None,
                 "ground_truth": GROUND_TRUTH.get(data["ground_truth"])}
+
+    def clean(self):
+        data = super().clean()
+        if data.get("verdict") and not data.get("checkpoint"):
+            self.add_error("verdict", "Choose the model whose verdict filters.")
+        return data

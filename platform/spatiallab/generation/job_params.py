@@ -3,6 +3,8 @@
 from rest_framework import serializers
 
 MAX_SEEDS = 64
+# The keyword filters of selectors.pairs_filtered (the gallery's filters), as a job's stored selection names them.
+PAIR_SELECTION_KEYS = ("job", "generator", "rule", "n_edits", "prompt_set", "ground_truth")
 
 
 class GeneratePairsParams(serializers.Serializer):

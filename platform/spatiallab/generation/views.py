@@ -43,6 +43,9 @@ from spatiallab.jobs.services import job_create
 from spatiallab.prompts.forms import add_service_errors
 from spatiallab.prompts.models import PromptSet
 from spatiallab.prompts.selectors import comparison, paginate, prompt_sets_visible_to, relation_label
+from spatiallab.rewards.forms import ScorePairsForm
+from spatiallab.rewards.selectors import pair_scores_for, pairs_with_verdict
+from spatiallab.verification.models import QueueItem
 
 dashboard_only = role_required(*DASHBOARD_ROLES)
 
@@ -209,6 +212,8 @@ class PairCard:
     pair: object
     comparison: object
     truth: list[RoleTruth]
+    score: object = None  # a reward checkpoint's PairScore, when the gallery shows a model's verdict
+    humans: tuple = ()  # (queue id, queue name, item status, answers) of the pair's regular queue items
 
 
 def _relation_words(item) -> str:
@@ -231,8 +236,20 @@ def _truth(pair) -> list[RoleTruth]:
     return rows
 
 
-def _card(pair) -> PairCard:
-    return PairCard(pair, comparison(pair.prompt.text, pair.perturbed.text, pair.perturbed.edits.all()), _truth(pair))
+def _card(pair, score=None, humans=()) -> PairCard:
+    return PairCard(pair, comparison(pair.prompt.text, pair.perturbed.text, pair.perturbed.edits.all()), _truth(pair),
+                    score, tuple(humans))
+
+
+def _cards(pairs: list, checkpoint=None) -> list[PairCard]:
+    """The page's cards with the humans' verdicts (their queue items) and, if asked, the model's: two queries."""
+    ids = [pair.pk for pair in pairs]
+    humans: dict[int, list] = {}
+    for row in (QueueItem.objects.filter(pair_id__in=ids, is_gold=False).order_by("queue_id")
+                .values_list("pair_id", "queue_id", "queue__name", "status", "done")):
+        humans.setdefault(row[0], []).append(row[1:])
+    scores = pair_scores_for(checkpoint, ids) if checkpoint else {}
+    return [_card(pair, scores.get(pair.pk), humans.get(pair.pk, ())) for pair in pairs]
 
 
 @dashboard_only
@@ -241,13 +258,19 @@ def pair_gallery(request):
     form = PairFilterForm(request.GET, generators=generators_visible_to(request.user),
                           prompt_sets=_visible_prompt_sets(request.user))
     status = 200
+    checkpoint = None
     if form.is_valid():
         pairs = pairs_filtered(pairs_visible_to(request.user), **form.filters())
+        checkpoint = form.cleaned_data["checkpoint"]
+        if checkpoint and form.cleaned_data["verdict"]:
+            pairs = pairs_with_verdict(pairs, checkpoint, form.cleaned_data["verdict"])
         page = paginate(pairs_for_gallery(pairs), page=form.cleaned_data["page"], per_page=PAIRS_PER_PAGE)
-        cards = [_card(pair) for pair in page.object_list]
+        cards = _cards(list(page.object_list), checkpoint)
     else:
         page, cards, status = None, [], 400
-    context = {"filter_form": form, "page": page, "cards": cards, "query": _query_without_page(request)}
+    context = {"filter_form": form, "page": page, "cards": cards, "query": _query_without_page(request),
+               "checkpoint": checkpoint, "score_form": ScorePairsForm(initial={
+                   "checkpoint": checkpoint, "selection": _query_without_page(request)})}
     template = "generation/_pair_results.html" if _partial(request) else "generation/pair_gallery.html"
     return render(request, template, context, status=status)
 
@@ -258,7 +281,8 @@ def pair_detail(request, pk: int):
     pair = get_object_or_404(pairs_for_gallery(pairs_visible_to(request.user)), pk=pk)
     meta = pair.meta or {}
     context = {
-        "card": _card(pair),
+        "card": _cards([pair])[0],
+        "model_scores": pair.reward_scores.select_related("checkpoint__run").order_by("-checkpoint_id"),
         "pair": pair,
         "settings_json": settings_json(meta.get("settings", pair.generator.settings)),
         "timings": meta.get("timings") or {},

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from spatiallab.datasets.job_params import BuildDatasetParams, ExportDatasetParams
 from spatiallab.generation.job_params import GeneratePairsParams
 from spatiallab.prompts.job_params import PerturbPromptSetParams
-from spatiallab.rewards.job_params import TrainRewardParams
+from spatiallab.rewards.job_params import EvaluateRewardParams, ScoreImagesParams, ScorePairsParams, TrainRewardParams
 from spatiallab.verification.job_params import BuildQueueParams
 
 
@@ -52,6 +52,9 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("build_dataset", "Build a dataset version", "cpu", BuildDatasetParams, unit="pairs"),
         JobKind("export_dataset", "Export a dataset version", "cpu", ExportDatasetParams, unit="entries"),
         JobKind("train_reward", "Train a reward model", "gpu", TrainRewardParams, unit="steps", per_minute=True),
+        JobKind("evaluate_reward", "Evaluate a reward checkpoint", "gpu", EvaluateRewardParams, unit="pairs"),
+        JobKind("score_pairs", "Score pairs with a reward checkpoint", "gpu", ScorePairsParams, unit="pairs"),
+        JobKind("score_images", "Score images with a reward checkpoint", "gpu", ScoreImagesParams, unit="images"),
     ]
 }
 

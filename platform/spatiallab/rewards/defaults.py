@@ -8,7 +8,7 @@ MODEL_DEFAULTS: dict = {
     "lora_rank": 64, "lora_alpha": 128.0, "lora_dropout": 0.05,
     "lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "reward_token": "<|reward|>", "head_hidden": 16, "head_dropout": 0.05, "min_pixels": 56 * 56,
-    "max_pixels": 448 * 448, "dtype": "auto",
+    "max_pixels": 448 * 448, "dtype": "auto", "train_vision": False,
 }
 
 TRAIN_DEFAULTS: dict = {
@@ -16,7 +16,7 @@ TRAIN_DEFAULTS: dict = {
     "weight_decay": 0.0, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.0, "batch_size": 4,
     "grad_accum": 1, "max_grad_norm": 1.0, "bf16": True, "gradient_checkpointing": False, "eval_every": 200,
     "eval_batch_size": 8, "max_eval_pairs": 0, "save_every": 200, "keep_last": 3, "log_every": 10, "seed": 0,
-    "max_steps": 0, "epochs": 1.0, "num_workers": 0, "device": "auto",
+    "max_steps": 0, "max_seconds": 0.0, "epochs": 1.0, "num_workers": 0, "device": "auto",
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -57,3 +57,61 @@ class RunCreateForm(forms.Form):
         for section, key, _, _ in FORM_SETTINGS:
             (model if section == "model" else train)[key] = self.cleaned_data[key]
         return model, train
+
+
+SPLIT_CHOICES = [("test", "test"), ("validation", "validation"), ("train", "train"), ("", "every entry")]
+
+
+class EvaluationForm(forms.Form):
+    """Evaluate one of a run's checkpoints on a split of a frozen dataset version."""
+
+    checkpoint = forms.ModelChoiceField(queryset=None, empty_label=None)
+    dataset_version = forms.ModelChoiceField(queryset=DatasetVersion.objects.none(), empty_label=None,
+                                             help_text="Frozen versions only.")
+    split = forms.ChoiceField(choices=SPLIT_CHOICES, initial="test", required=False)
+
+    def __init__(self, *args, run, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = run.checkpoints.order_by("-step")
+        self.fields["checkpoint"].label_from_instance = lambda checkpoint: f"step {checkpoint.step}"
+        self.fields["dataset_version"].queryset = (DatasetVersion.objects.filter(status=VersionStatus.FROZEN)
+                                                   .order_by("-created_at", "-id"))
+        self.fields["dataset_version"].initial = run.dataset_version_id
+
+
+def checkpoint_label(checkpoint) -> str:
+    return f"{checkpoint.run.name} (run {checkpoint.run_id}) · step {checkpoint.step}"
+
+
+def checkpoint_choices():
+    from spatiallab.rewards.models import RewardCheckpoint
+
+    return RewardCheckpoint.objects.select_related("run").order_by("-run_id", "-step")
+
+
+class QueueOrderForm(forms.Form):
+    """Serve a verification queue's open items by a checkpoint's uncertainty."""
+
+    checkpoint = forms.ModelChoiceField(queryset=None, empty_label=None, help_text="The reward checkpoint that scores "
+                                        "the queue's undecided pairs.")
+    order_by = forms.ChoiceField(label="Order", choices=[("sigma", "Most uncertain first (largest sigma)"),
+                                                         ("margin", "Closest call first (smallest margin)")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = checkpoint_choices()
+        self.fields["checkpoint"].label_from_instance = checkpoint_label
+
+
+class ScorePairsForm(forms.Form):
+    """Score the pairs the gallery shows with a checkpoint (a score_pairs job)."""
+
+    checkpoint = forms.ModelChoiceField(queryset=None, empty_label=None)
+    limit = forms.IntegerField(min_value=1, max_value=100_000, initial=2_000,
+                               help_text="At most this many pairs, newest first.")
+    selection = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = checkpoint_choices()
+        self.fields["checkpoint"].label_from_instance = checkpoint_label

@@ -2,17 +2,23 @@
 and a run's page with its live loss, accuracy and learning-rate curves (static/js/rewards.js polls the API's
 metrics/ sub-resource while the job runs) and its checkpoints. Annotators reach none of these pages (403)."""
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from spatiallab.accounts.roles import DASHBOARD_ROLES, role_required
+from spatiallab.core.htmx import done
+from spatiallab.generation.forms import PairFilterForm
 from spatiallab.jobs.models import ACTIVE_STATUSES
 from spatiallab.prompts.forms import add_service_errors
-from spatiallab.rewards.forms import RunCreateForm
+from spatiallab.rewards.forms import EvaluationForm, QueueOrderForm, RunCreateForm, ScorePairsForm
 from spatiallab.rewards.models import RewardMetric
-from spatiallab.rewards.selectors import runs_visible_to
-from spatiallab.rewards.services import run_create
+from spatiallab.rewards.selectors import evaluations_visible_to, runs_visible_to
+from spatiallab.rewards.services import evaluation_create, run_cancel, run_create, run_resume, score_pairs_launch
+from spatiallab.verification.models import VerificationQueue
 
 dashboard_only = role_required(*DASHBOARD_ROLES)
 RUNS_SHOWN = 100
@@ -54,4 +60,145 @@ def run_detail(request, pk: int):
         "checkpoints": run.checkpoints.order_by("step"),
         "metrics_url": reverse("api-reward-run-metrics", args=[run.pk]),
         "run_url": reverse("api-reward-run-detail", args=[run.pk]),
+        "evaluation_form": EvaluationForm(run=run),
+        **_evaluations_context(request, run),
     })
+
+
+@dashboard_only
+@require_POST
+def run_control(request, pk: int, action: str):
+    """Cancel (stop the job) or resume (a new job from the last checkpoint) a run."""
+    run = get_object_or_404(runs_visible_to(request.user), pk=pk)
+    try:
+        if action == "cancel":
+            run_cancel(run=run)
+            messages.success(request, "Cancel requested: the run stops at its next step.")
+        else:
+            run_resume(run=run, created_by=request.user)
+            messages.success(request, "Resumed: a new job continues from the last checkpoint.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect(reverse("reward-run-detail", args=[run.pk]))
+
+
+# --- Evaluations ----------------------------------------------------------------------------------------------
+
+EVALUATIONS_SHOWN = 200
+# The cells of the paper's Table 1, then the relation kinds: the comparison chart's groups.
+TABLE_CELLS = ("overall", "1 edit", "2-3 edits")
+
+
+def _evaluations_context(request, run) -> dict:
+    evaluations = list(evaluations_visible_to(request.user).filter(run=run))
+    for evaluation in evaluations:
+        evaluation.table = [(evaluation.report or {}).get(name) for name in TABLE_CELLS]
+    return {"run": run, "evaluations": evaluations,
+            "evaluations_poll": any(e.job and e.job.status in ACTIVE_STATUSES for e in evaluations)}
+
+
+@dashboard_only
+@require_GET
+def run_evaluations(request, pk: int):
+    """The run's evaluations table (polled while one is computing)."""
+    run = get_object_or_404(runs_visible_to(request.user), pk=pk)
+    return render(request, "rewards/_evaluations.html", _evaluations_context(request, run))
+
+
+@dashboard_only
+@require_POST
+def run_evaluate(request, pk: int):
+    run = get_object_or_404(runs_visible_to(request.user), pk=pk)
+    form = EvaluationForm(request.POST, run=run)
+    if form.is_valid():
+        try:
+            evaluation_create(checkpoint=form.cleaned_data["checkpoint"],
+                              dataset_version=form.cleaned_data["dataset_version"],
+                              split=form.cleaned_data["split"], created_by=request.user)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            return done(request, reverse("reward-run-detail", args=[run.pk]) + "#evaluations")
+    return render(request, "rewards/_evaluation_form.html", {"run": run, "evaluation_form": form}, status=400)
+
+
+def _cells(report: dict) -> dict:
+    """{group: {accuracy, low, high, n}} of one report: Table 1's cells, then each relation kind."""
+    cells = {}
+    for name in TABLE_CELLS:
+        if report.get(name, {}).get("n"):
+            cells[name] = report[name]
+    for kind, cell in sorted((report.get("by_relation") or {}).items()):
+        cells[kind] = cell
+    return {name: {"accuracy": cell["accuracy"], "low": cell["ci95"][0], "high": cell["ci95"][1], "n": cell["n"]}
+            for name, cell in cells.items()}
+
+
+@dashboard_only
+@require_GET
+def evaluation_compare(request):
+    """Every evaluation (newest first) with checkboxes; the ticked ones (?ids=) side by side: accuracy with 95 %
+    intervals per Table 1 cell and relation kind, as grouped bars and a table."""
+    visible = evaluations_visible_to(request.user)
+    wanted = [int(value) for value in request.GET.getlist("ids") if value.isdigit() and len(value) < 12]
+    if wanted:
+        chosen = list(visible.filter(pk__in=wanted, status="succeeded").order_by("run_id", "step", "id"))
+    else:  # the latest few finished ones
+        chosen = sorted(visible.filter(status="succeeded")[:4], key=lambda e: (e.run_id, e.step, e.id))
+    series = [{"id": e.pk, "label": f"{e.run.name} · step {e.step} · {e.dataset_version.name}/{e.split or 'all'}",
+               "cells": _cells(e.report)} for e in chosen]
+    groups = []
+    for item in series:
+        groups += [name for name in item["cells"] if name not in groups]
+    rows = [{"group": name, "values": [item["cells"].get(name) for item in series]} for name in groups]
+    return render(request, "rewards/evaluation_compare.html", {
+        "evaluations": visible[:EVALUATIONS_SHOWN], "chosen": {e.pk for e in chosen}, "series": series,
+        "groups": groups, "rows": rows})
+
+
+# --- The model helps the annotators: ordering a queue, verdicts in the gallery ---------------------------------
+
+
+@dashboard_only
+@require_POST
+def queue_order(request, queue_pk: int):
+    """Launches the score_pairs job that scores the queue's undecided pairs and then orders its open items."""
+    queue = get_object_or_404(VerificationQueue, pk=queue_pk)
+    form = QueueOrderForm(request.POST)
+    back = reverse("queue-detail", args=[queue.pk])
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()))
+        return redirect(back)
+    try:
+        job = score_pairs_launch(checkpoint=form.cleaned_data["checkpoint"], queue=queue,
+                                 order_by=form.cleaned_data["order_by"], created_by=request.user)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    else:
+        messages.success(request, f"Job {job.pk} scores the queue's pairs, then orders its open items.")
+    return redirect(back)
+
+
+@dashboard_only
+@require_POST
+def score_gallery_pairs(request):
+    """Launches a score_pairs job for the pairs matching the gallery's filters (its query string)."""
+    form = ScorePairsForm(request.POST)
+    query = request.POST.get("selection", "")
+    back = reverse("pair-gallery") + (f"?{query}" if query else "")
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()))
+        return redirect(back)
+    filters = PairFilterForm(QueryDict(query))
+    if not filters.is_valid():
+        messages.error(request, "The gallery's filters are not valid.")
+        return redirect(back)
+    try:
+        job = score_pairs_launch(checkpoint=form.cleaned_data["checkpoint"], selection=filters.filters(),
+                                 limit=form.cleaned_data["limit"], created_by=request.user)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(back)
+    messages.success(request, f"Job {job.pk} scores up to {form.cleaned_data['limit']} of these pairs; choose the "
+                              f"checkpoint in the filters to see its verdicts.")
+    return redirect(reverse("job-detail", args=[job.pk]))

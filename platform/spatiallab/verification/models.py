@@ -58,6 +58,12 @@ class AssignmentStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class QueueOrder(models.TextChoices):
+    RANDOM = "", "Random (the order items were drawn in)"
+    SIGMA = "sigma", "Most uncertain first (largest sigma of the model's margin)"
+    MARGIN = "margin", "Closest call first (smallest score margin between the two images)"
+
+
 class VerificationQueue(models.Model):
     name = models.CharField(max_length=200, unique=True)
     instructions = models.TextField(blank=True, help_text="Shown to annotators above every item.")
@@ -75,6 +81,11 @@ class VerificationQueue(models.Model):
     selection = models.JSONField(default=dict, blank=True)
     # The job that added the items of a large queue (services.queue_create).
     build_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Serving order by a reward checkpoint's uncertainty (an order_queue job rewrites the open items' ranks).
+    order_by = models.CharField(max_length=10, choices=QueueOrder.choices, default=QueueOrder.RANDOM, blank=True)
+    order_checkpoint = models.ForeignKey("rewards.RewardCheckpoint", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
+    order_job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(default=timezone.now)

@@ -255,6 +255,25 @@ def queue_build_finish(*, queue: VerificationQueue) -> None:
 EDITABLE_FIELDS = ("name", "instructions", "lease_minutes", "gold_share", "priority", "status", "overlap", "quorum")
 
 
+def queue_reorder(*, queue_id: int, pair_ids: Sequence[int], order_by: str = "", checkpoint_id: int | None = None,
+                  batch: int = 2000) -> int:
+    """Serves the queue's open regular items in the order of `pair_ids` (the rest after them, in their old order)
+    by rewriting their ranks 0, 1, 2, ...: "next item" stays an index range scan. Items added later draw random
+    ranks up to RANK_MAX, so they come after the ordered ones. Records the order on the queue; returns the
+    number of items ranked."""
+    position = {pair_id: index for index, pair_id in enumerate(pair_ids)}
+    items = list(QueueItem.objects.filter(queue_id=queue_id, open=True, is_gold=False)
+                 .values_list("pk", "pair_id", "rank"))
+    items.sort(key=lambda item: (position.get(item[1], len(position)), item[2], item[0]))
+    for start in range(0, len(items), batch):
+        with transaction.atomic():
+            QueueItem.objects.bulk_update(
+                [QueueItem(pk=pk, rank=start + offset) for offset, (pk, _, _) in enumerate(items[start:start + batch])],
+                ["rank"])
+    VerificationQueue.objects.filter(pk=queue_id).update(order_by=order_by, order_checkpoint_id=checkpoint_id)
+    return len(items)
+
+
 def queue_update(*, queue: VerificationQueue, annotators: Iterable | None = None, **changes) -> VerificationQueue:
     """Edits a queue. Overlap and quorum are fixed once the queue has an answer (the consensus of answered
     items depends on them); a different design is a new queue."""

@@ -25,6 +25,7 @@ from spatiallab.jobs.selectors import jobs_visible_to
 from spatiallab.prompts.forms import add_service_errors
 from spatiallab.prompts.models import PromptSet
 from spatiallab.prompts.selectors import comparison, paginate, prompt_sets_visible_to
+from spatiallab.rewards.forms import QueueOrderForm
 from spatiallab.verification.forms import (
     AdjudicateForm,
     ItemFilterForm,
@@ -204,6 +205,8 @@ def _detail_page(request, queue, *, edit_form=None, status=200):
         "started": started,
         "annotators": list(queue.annotators.order_by("username")),
         "statuses": QueueStatus,
+        "order_form": QueueOrderForm(initial={"order_by": queue.order_by or "sigma",
+                                              "checkpoint": queue.order_checkpoint_id}),
     }
     return render(request, "verification/queue_detail.html", context, status=status)
 
