@@ -29,6 +29,8 @@ from schemathesis.specs.openapi.checks import (
 from spatiallab.accounts.services import token_rotate
 from spatiallab.datasets.services import export_request
 from spatiallab.generation.models import GenerationFailure
+from spatiallab.grpo.models import GrpoCheckpoint, GrpoMetric, GrpoRun, GrpoSample
+from spatiallab.grpo.services import config_defaults as grpo_defaults
 from spatiallab.jobs.models import Job
 from spatiallab.prompts.models import PerturbationRule, PerturbedPrompt, Prompt
 from spatiallab.rewards.models import (
@@ -100,6 +102,13 @@ def seeded(db, researcher):
         kind=ScoreRequestKind.UPLOAD, checkpoint=checkpoint, checkpoint_path=checkpoint.path,
         images=[{"name": default_storage.save("score-requests/schemathesis/0.png", ContentFile(image.getvalue())),
                  "prompt": "a red square", "filename": "0.png"}])
+    grpo_run = GrpoRun.objects.create(name="schemathesis-grpo", generator=first.generator, base_model="/models/flux",
+                                      reward="brightness-left-right", train_prompt_set=prompt_set,
+                                      eval_prompt_set=prompt_set, config=grpo_defaults())
+    GrpoMetric.objects.create(run=grpo_run, step=1, kind="train", values={"reward_mean": 0.1, "kl": 0.0})
+    grpo_checkpoint = GrpoCheckpoint.objects.create(run=grpo_run, step=1, path="/runs/grpo/checkpoints/step-00000001")
+    GrpoSample.objects.create(run=grpo_run, step=0, prompt_index=0, prompt="a red square", seed=1,
+                              image=score_request.images[0]["name"], reward=0.5)
 
     def ids(queryset) -> list[int]:
         return list(queryset.order_by("pk").values_list("pk", flat=True))
@@ -122,6 +131,8 @@ def seeded(db, researcher):
         "reward-checkpoints": [checkpoint.pk],
         "reward-evaluations": [evaluation.pk],
         "score-requests": [score_request.pk],
+        "grpo-runs": [grpo_run.pk],
+        "grpo-checkpoints": [grpo_checkpoint.pk],
     }
 
 

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "spatiallab.verification",
     "spatiallab.datasets",
     "spatiallab.rewards",
+    "spatiallab.grpo",
 ]
 
 MIDDLEWARE = [

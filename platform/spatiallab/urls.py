@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("spatiallab.verification.api_urls")),
     path("", include("spatiallab.datasets.api_urls")),
     path("", include("spatiallab.rewards.api_urls")),
+    path("", include("spatiallab.grpo.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
@@ -32,6 +33,7 @@ urlpatterns = [
     path("dashboard/queues/", include("spatiallab.verification.urls")),
     path("dashboard/datasets/", include("spatiallab.datasets.urls")),
     path("dashboard/reward-runs/", include("spatiallab.rewards.urls")),
+    path("dashboard/grpo-runs/", include("spatiallab.grpo.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

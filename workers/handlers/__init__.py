@@ -5,6 +5,7 @@ level, so the web process and CPU workers never load it."""
 from workers.handlers.datasets import run_build_dataset, run_export_dataset
 from workers.handlers.demo import run_demo_primes
 from workers.handlers.generate import run_generate_pairs
+from workers.handlers.grpo import run_train_grpo
 from workers.handlers.perturb import run_perturb_prompt_set
 from workers.handlers.rewards import run_evaluate_reward, run_score_pairs, run_train_reward
 from workers.handlers.scoring import run_score_images
@@ -21,4 +22,5 @@ HANDLERS = {
     "evaluate_reward": run_evaluate_reward,
     "score_pairs": run_score_pairs,
     "score_images": run_score_images,
+    "train_grpo": run_train_grpo,
 }

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from spatiallab.datasets.job_params import BuildDatasetParams, ExportDatasetParams
 from spatiallab.generation.job_params import GeneratePairsParams
+from spatiallab.grpo.job_params import TrainGrpoParams
 from spatiallab.prompts.job_params import PerturbPromptSetParams
 from spatiallab.rewards.job_params import EvaluateRewardParams, ScoreImagesParams, ScorePairsParams, TrainRewardParams
 from spatiallab.verification.job_params import BuildQueueParams
@@ -55,6 +56,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("evaluate_reward", "Evaluate a reward checkpoint", "gpu", EvaluateRewardParams, unit="pairs"),
         JobKind("score_pairs", "Score pairs with a reward checkpoint", "gpu", ScorePairsParams, unit="pairs"),
         JobKind("score_images", "Score images with a reward checkpoint", "gpu", ScoreImagesParams, unit="images"),
+        JobKind("train_grpo", "Fine-tune a generator with Flow-GRPO", "gpu", TrainGrpoParams, per_minute=True),
     ]
 }
 
