@@ -7,22 +7,24 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from spatiallab.generation.models import Backend, Generator
 from spatiallab.generation.services import generator_create
 from spatiallab.grpo.defaults import CHOICES, DEFAULTS, MANAGED, PROGRAMMATIC_REWARDS, SPATIALSCORE
 from spatiallab.grpo.models import GrpoCheckpoint, GrpoMetric, GrpoRun, GrpoSample
-from spatiallab.jobs.models import ACTIVE_STATUSES, JobStatus
-from spatiallab.jobs.services import job_cancel, job_create
+from spatiallab.jobs import runs
+from spatiallab.jobs.services import job_create
 from spatiallab.prompts.models import PromptSet
 from spatiallab.rewards.models import RewardCheckpoint
-from spatiallab.rewards.services import code_version, json_safe
+from spatiallab.rewards.services import code_version
 
 LORA_NAME = "pytorch_lora_weights.safetensors"  # what ml.grpo.train writes into each checkpoint folder
 
@@ -154,61 +156,20 @@ def run_create(*, name: str, generator: Generator, train_prompt_set: PromptSet, 
     return run
 
 
-def run_cancel(*, run: GrpoRun) -> GrpoRun:
-    """Stops the run's job: at once when queued, at its next progress report when running."""
-    if run.job is None or run.job.status not in ACTIVE_STATUSES:
-        state = f"its job is {run.job.status}" if run.job else "it has no job"
-        raise ValidationError({"status": [f"The run is not queued or running ({state}); nothing to cancel."]})
-    job_cancel(job=run.job)
-    run.refresh_from_db()
-    return run
-
-
-@transaction.atomic
-def run_resume(*, run: GrpoRun, created_by=None) -> GrpoRun:
-    """A new training job for a cancelled or failed run that continues from its last complete checkpoint."""
-    run = GrpoRun.objects.select_for_update().get(pk=run.pk)
-    if run.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
-        raise ValidationError({"status": [f"The run is {run.status}; only a cancelled or failed run is resumed."]})
-    run.job = job_create(kind="train_grpo", params={"run": run.pk, "resume": True}, created_by=created_by)
-    run.status = JobStatus.QUEUED
-    run.save(update_fields=["job", "status"])
-    return run
-
-
-def run_set_status(*, run_id: int, status: str) -> None:
-    GrpoRun.objects.filter(pk=run_id).update(status=status)
-
-
-def jobs_ended_mark_runs(sender, job_ids: list[int], status: str, **kwargs) -> None:
-    """Receiver of jobs.services.job_ended: a run whose job failed or was cancelled says so."""
-    GrpoRun.objects.filter(job_id__in=job_ids).update(status=status)
-
-
-def metric_record(*, run_id: int, step: int, kind: str, values: dict) -> GrpoMetric:
-    """Stored once per (run, step, kind): a resumed run reporting a step again replaces it."""
-    metric, _ = GrpoMetric.objects.update_or_create(run_id=run_id, step=step, kind=kind,
-                                                    defaults={"values": json_safe(values)})
-    return metric
-
-
-@transaction.atomic
-def checkpoint_record(*, run_id: int, step: int, path: str, metrics: dict) -> GrpoCheckpoint:
-    """Records a complete checkpoint and drops the rows of the ones the trainer pruned (keep_last), except those
-    registered as generators (their weights were copied)."""
-    checkpoint, _ = GrpoCheckpoint.objects.update_or_create(run_id=run_id, step=step,
-                                                            defaults={"path": path, "metrics": json_safe(metrics)})
-    gone = [row.pk for row in GrpoCheckpoint.objects.filter(run_id=run_id, generator__isnull=True)
-            .exclude(pk=checkpoint.pk) if not Path(row.path).exists()]
-    GrpoCheckpoint.objects.filter(pk__in=gone).delete()
-    return checkpoint
+run_cancel = runs.run_cancel
+run_resume = partial(runs.run_resume, kind="train_grpo")
+run_set_status = partial(runs.run_set_status, GrpoRun)
+jobs_ended_mark_runs = runs.status_mirror(GrpoRun)
+metric_record = partial(runs.metric_record, GrpoMetric)
+# A checkpoint registered as a generator keeps its row (its weights were copied beside the run).
+checkpoint_record = partial(runs.checkpoint_record, GrpoCheckpoint, keep=Q(generator__isnull=False))
 
 
 def sample_record(*, run_id: int, step: int, prompt_index: int, prompt: str, seed: int, image: str,
                   reward: float | None) -> GrpoSample:
     sample, _ = GrpoSample.objects.update_or_create(
         run_id=run_id, step=step, prompt_index=prompt_index, seed=seed,
-        defaults={"prompt": prompt, "image": image, "reward": json_safe(reward)})
+        defaults={"prompt": prompt, "image": image, "reward": runs.json_safe(reward)})
     return sample
 
 

@@ -14,8 +14,9 @@ from spatiallab.generation.views import storage_image_response
 from spatiallab.grpo.forms import RunCreateForm
 from spatiallab.grpo.models import GrpoMetric
 from spatiallab.grpo.selectors import checkpoints_visible_to, gallery, runs_visible_to, samples_visible_to
-from spatiallab.grpo.services import checkpoint_register_generator, run_cancel, run_create, run_resume
+from spatiallab.grpo.services import checkpoint_register_generator, run_create, run_resume
 from spatiallab.jobs.models import ACTIVE_STATUSES
+from spatiallab.jobs.views import run_control_view
 from spatiallab.prompts.forms import add_service_errors
 
 dashboard_only = role_required(*DASHBOARD_ROLES)
@@ -69,21 +70,9 @@ def run_detail(request, pk: int):
     })
 
 
-@dashboard_only
-@require_POST
-def run_control(request, pk: int, action: str):
-    """Cancel (stop the job) or resume (a new job from the last checkpoint) a run."""
-    run = get_object_or_404(runs_visible_to(request.user), pk=pk)
-    try:
-        if action == "cancel":
-            run_cancel(run=run)
-            messages.success(request, "Cancel requested: the run stops at its next step.")
-        else:
-            run_resume(run=run, created_by=request.user)
-            messages.success(request, "Resumed: a new job continues from the last checkpoint.")
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect(reverse("grpo-run-detail", args=[run.pk]))
+# Cancel and Resume buttons.
+run_control = run_control_view(runs_visible_to=runs_visible_to, resume=run_resume,
+                               detail_url_name="grpo-run-detail")
 
 
 @dashboard_only

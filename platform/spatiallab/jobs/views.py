@@ -64,3 +64,29 @@ def job_detail(request, pk: int):
     job = get_object_or_404(jobs_visible_to(request.user), pk=pk)
     template = "jobs/_job_card.html" if request.htmx else "jobs/job_detail.html"
     return render(request, template, {"job": job})
+
+
+def run_control_view(*, runs_visible_to, resume, detail_url_name: str):
+    """The POST view behind a training run's Cancel and Resume buttons (reward runs, GRPO runs): `resume` is the
+    app's resume service, `runs_visible_to(user)` the runs the user may control."""
+    from django.contrib import messages
+    from django.urls import reverse
+
+    from spatiallab.jobs.runs import run_cancel
+
+    @role_required(*DASHBOARD_ROLES)
+    @require_POST
+    def run_control(request, pk: int, action: str):
+        run = get_object_or_404(runs_visible_to(request.user), pk=pk)
+        try:
+            if action == "cancel":
+                run_cancel(run=run)
+                messages.success(request, "Cancel requested: the run stops at its next step.")
+            else:
+                resume(run=run, created_by=request.user)
+                messages.success(request, "Resumed: a new job continues from the last checkpoint.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect(reverse(detail_url_name, args=[run.pk]))
+
+    return run_control

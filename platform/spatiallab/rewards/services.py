@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from django.db.models.functions import Abs
 from spatiallab.datasets.models import DatasetVersion, VersionStatus
 from spatiallab.generation.models import Pair
 from spatiallab.generation.selectors import pairs_filtered
-from spatiallab.jobs.models import ACTIVE_STATUSES, JobStatus
-from spatiallab.jobs.services import job_cancel, job_create
+from spatiallab.jobs import runs
+from spatiallab.jobs.models import JobStatus
+from spatiallab.jobs.services import job_create
 from spatiallab.rewards.defaults import CHOICES, MODEL_DEFAULTS, TRAIN_DEFAULTS
 from spatiallab.rewards.models import PairScore, RewardCheckpoint, RewardEvaluation, RewardMetric, RewardRun
 from spatiallab.verification.models import ItemStatus, QueueItem, VerificationQueue
@@ -145,55 +147,12 @@ def run_create(*, name: str, dataset_version: DatasetVersion, base_model: str, m
     return run
 
 
-def run_cancel(*, run: RewardRun) -> RewardRun:
-    """Stops the run's training job: at once when queued, at its next progress report when running (the run's
-    status follows the job). Its complete checkpoints stay; `run_resume` continues from the last one."""
-    if run.job is None or run.job.status not in ACTIVE_STATUSES:
-        state = f"its job is {run.job.status}" if run.job else "it has no job"
-        raise ValidationError({"status": [f"The run is not queued or running ({state}); nothing to cancel."]})
-    job_cancel(job=run.job)
-    run.refresh_from_db()
-    return run
-
-
-@transaction.atomic
-def run_resume(*, run: RewardRun, created_by=None) -> RewardRun:
-    """A new training job for a cancelled or failed run that continues from its last complete checkpoint (the
-    same configuration, data and output folder; the steps it repeats replace their metric rows)."""
-    run = RewardRun.objects.select_for_update().get(pk=run.pk)
-    if run.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
-        raise ValidationError({"status": [f"The run is {run.status}; only a cancelled or failed run is resumed."]})
-    run.job = job_create(kind="train_reward", params={"run": run.pk, "resume": True}, created_by=created_by)
-    run.status = JobStatus.QUEUED
-    run.save(update_fields=["job", "status"])
-    return run
-
-
-def run_set_status(*, run_id: int, status: str) -> None:
-    RewardRun.objects.filter(pk=run_id).update(status=status)
-
-
-def metric_record(*, run_id: int, step: int, kind: str, values: dict) -> RewardMetric:
-    """Stored once per (run, step, kind): a resumed run reporting a step again replaces it."""
-    metric, _ = RewardMetric.objects.update_or_create(run_id=run_id, step=step, kind=kind,
-                                                      defaults={"values": values})
-    return metric
-
-
-@transaction.atomic
-def checkpoint_record(*, run_id: int, step: int, path: str, metrics: dict) -> RewardCheckpoint:
-    """Records a complete checkpoint and drops the rows of the ones the trainer pruned (keep_last)."""
-    checkpoint, _ = RewardCheckpoint.objects.update_or_create(run_id=run_id, step=step,
-                                                              defaults={"path": path, "metrics": metrics})
-    gone = [row.pk for row in RewardCheckpoint.objects.filter(run_id=run_id).exclude(pk=checkpoint.pk)
-            if not Path(row.path).exists()]
-    RewardCheckpoint.objects.filter(pk__in=gone).delete()
-    return checkpoint
-
-
-def jobs_ended_mark_runs(sender, job_ids: list[int], status: str, **kwargs) -> None:
-    """Receiver of jobs.services.job_ended: a run whose job failed or was cancelled says so."""
-    RewardRun.objects.filter(job_id__in=job_ids).update(status=status)
+run_cancel = runs.run_cancel
+run_resume = partial(runs.run_resume, kind="train_reward")
+run_set_status = partial(runs.run_set_status, RewardRun)
+jobs_ended_mark_runs = runs.status_mirror(RewardRun)
+metric_record = partial(runs.metric_record, RewardMetric)
+checkpoint_record = partial(runs.checkpoint_record, RewardCheckpoint)
 
 
 # --- Evaluations ----------------------------------------------------------------------------------------------
@@ -232,7 +191,7 @@ def evaluation_set_status(*, evaluation_id: int, status: str) -> None:
 def evaluation_finish(*, evaluation_id: int, report: dict, per_pair: list[dict]) -> RewardEvaluation:
     """Stores the report and, while the checkpoint row exists, every pair's scores (the gallery's verdicts)."""
     evaluation = RewardEvaluation.objects.select_for_update().get(pk=evaluation_id)
-    evaluation.report = json_safe(report)
+    evaluation.report = runs.json_safe(report)
     evaluation.status = JobStatus.SUCCEEDED
     evaluation.save(update_fields=["report", "status"])
     if evaluation.checkpoint_id:
@@ -240,17 +199,6 @@ def evaluation_finish(*, evaluation_id: int, report: dict, per_pair: list[dict])
             (row["pair_id"], row["winner_mu"], row["winner_log_sigma"], row["loser_mu"], row["loser_log_sigma"])
             for row in per_pair])
     return evaluation
-
-
-def json_safe(value):
-    """NaN and infinities (the accuracy of an empty cell) as null: JSON, and so the database, has no NaN."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 # --- Pair scores (a checkpoint's verdict on generated pairs) ---------------------------------------------------
@@ -320,5 +268,4 @@ def queue_order_by_scores(*, queue_id: int, checkpoint_id: int, order_by: str) -
     return queue_reorder(queue_id=queue_id, pair_ids=list(ordered), order_by=order_by, checkpoint_id=checkpoint_id)
 
 
-def jobs_ended_mark_evaluations(sender, job_ids: list[int], status: str, **kwargs) -> None:
-    RewardEvaluation.objects.filter(job_id__in=job_ids).update(status=status)
+jobs_ended_mark_evaluations = runs.status_mirror(RewardEvaluation)

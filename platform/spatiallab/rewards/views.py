@@ -13,11 +13,12 @@ from spatiallab.accounts.roles import DASHBOARD_ROLES, role_required
 from spatiallab.core.htmx import done
 from spatiallab.generation.forms import PairFilterForm
 from spatiallab.jobs.models import ACTIVE_STATUSES
+from spatiallab.jobs.views import run_control_view
 from spatiallab.prompts.forms import add_service_errors
 from spatiallab.rewards.forms import EvaluationForm, QueueOrderForm, RunCreateForm, ScorePairsForm
 from spatiallab.rewards.models import RewardMetric
 from spatiallab.rewards.selectors import evaluations_visible_to, runs_visible_to
-from spatiallab.rewards.services import evaluation_create, run_cancel, run_create, run_resume, score_pairs_launch
+from spatiallab.rewards.services import evaluation_create, run_create, run_resume, score_pairs_launch
 from spatiallab.verification.models import VerificationQueue
 
 dashboard_only = role_required(*DASHBOARD_ROLES)
@@ -65,21 +66,9 @@ def run_detail(request, pk: int):
     })
 
 
-@dashboard_only
-@require_POST
-def run_control(request, pk: int, action: str):
-    """Cancel (stop the job) or resume (a new job from the last checkpoint) a run."""
-    run = get_object_or_404(runs_visible_to(request.user), pk=pk)
-    try:
-        if action == "cancel":
-            run_cancel(run=run)
-            messages.success(request, "Cancel requested: the run stops at its next step.")
-        else:
-            run_resume(run=run, created_by=request.user)
-            messages.success(request, "Resumed: a new job continues from the last checkpoint.")
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect(reverse("reward-run-detail", args=[run.pk]))
+# Cancel and Resume buttons.
+run_control = run_control_view(runs_visible_to=runs_visible_to, resume=run_resume,
+                               detail_url_name="reward-run-detail")
 
 
 # --- Evaluations ----------------------------------------------------------------------------------------------
