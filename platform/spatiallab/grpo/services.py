@@ -51,40 +51,8 @@ def config_defaults() -> dict[str, Any]:
 
 def _merged(given: dict | None) -> tuple[dict, dict]:
     """The settings over the defaults; errors keyed by "config.<field>"."""
-    values = config_defaults()
-    errors: dict[str, list[str]] = {}
-    for key, value in (given or {}).items():
-        name = f"config.{key}"
-        if key in MANAGED:
-            errors[name] = ["Set by the platform; leave it out."]
-            continue
-        if key not in values:
-            errors[name] = [f"Unknown setting; known: {', '.join(sorted(values))}."]
-            continue
-        default = values[key]
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(default, list):
-            ok = isinstance(value, list) and bool(value) and all(isinstance(item, str) and item for item in value)
-        else:
-            ok = isinstance(value, str) and "\x00" not in value
-        if not ok:
-            what = "non-empty list of strings" if isinstance(default, list) else type(default).__name__
-            errors[name] = [f"Must be a {what}."]
-            continue
-        low, high = RANGES.get(key, (None, None))
-        if (low is not None and value < low) or (high is not None and value > high):
-            errors[name] = [f"Must be between {low} and {high}."]
-            continue
-        if key in CHOICES and value not in CHOICES[key]:
-            errors[name] = [f"Must be one of {', '.join(repr(c) for c in CHOICES[key])}."]
-            continue
-        values[key] = value
+    values, errors = runs.settings_merged(config_defaults(), given, prefix="config", managed=MANAGED, ranges=RANGES,
+                                          choices=CHOICES)
     if not errors:
         if values["top_k"] > values["group_size"]:
             errors["config.top_k"] = ["Must not exceed config.group_size."]

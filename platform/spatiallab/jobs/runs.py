@@ -30,6 +30,49 @@ def json_safe(value):
     return value
 
 
+def settings_merged(defaults: dict, given: dict | None, *, prefix: str, managed=(), ranges: dict | None = None,
+                    choices: dict | None = None) -> tuple[dict, dict[str, list[str]]]:
+    """A run's settings: `given` over `defaults` (a copy of the trainer's dataclass defaults), each value checked
+    against its default's type, its (min, max) range and its choices. Returns (values, errors), the errors keyed
+    "<prefix>.<field>" so a form or the API names the field; the trainer is never handed a value it refuses."""
+    values = dict(defaults)
+    errors: dict[str, list[str]] = {}
+    for key, value in (given or {}).items():
+        name = f"{prefix}.{key}"
+        if key in managed:
+            errors[name] = ["Set by the platform; leave it out."]
+            continue
+        if key not in values:
+            errors[name] = [f"Unknown setting; known: {', '.join(sorted(values))}."]
+            continue
+        default = values[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and bool(value) and all(isinstance(item, str) and item for item in value)
+        else:
+            ok = isinstance(value, str) and "\x00" not in value
+        if not ok:
+            what = "non-empty list of strings" if isinstance(default, list) else type(default).__name__
+            errors[name] = [f"Must be a {what}."]
+            continue
+        low, high = (ranges or {}).get(key, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            errors[name] = [f"Must be between {low} and {high}."]
+            continue
+        allowed = (choices or {}).get(key)
+        if allowed and value not in allowed:
+            errors[name] = [f"Must be one of {', '.join(repr(c) for c in allowed)}."]
+            continue
+        values[key] = value
+    return values, errors
+
+
 def run_cancel(*, run: models.Model) -> models.Model:
     """Stops the run's job: at once when queued, at its next progress report when running (the run's status
     follows the job). Its complete checkpoints stay; `run_resume` continues from the last one."""

@@ -74,41 +74,8 @@ def code_version() -> str:
 
 def _merged(section: str, given: dict | None) -> tuple[dict, dict]:
     """The section's values over the defaults; errors keyed by "section.field"."""
-    values = config_defaults()[section]
-    managed = MANAGED_FIELDS[section]
-    errors: dict[str, list[str]] = {}
-    for key, value in (given or {}).items():
-        name = f"{section}.{key}"
-        if key in managed:
-            errors[name] = ["Set by the platform; leave it out."]
-        elif key not in values:
-            errors[name] = [f"Unknown setting; known: {', '.join(sorted(values))}."]
-        else:
-            default = values[key]
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif isinstance(default, float):
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                value = float(value) if ok else value
-            elif isinstance(default, list):
-                ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
-            else:
-                ok = isinstance(value, str)
-            if not ok:
-                errors[name] = [f"Must be a {type(default).__name__}."]
-                continue
-            low, high = RANGES.get(key, (None, None))
-            if (low is not None and value < low) or (high is not None and value > high):
-                errors[name] = [f"Must be between {low} and {high}."]
-                continue
-            choices = CHOICES.get(key)
-            if choices and value not in choices:
-                errors[name] = [f"Must be one of {', '.join(repr(c) for c in choices)}."]
-                continue
-            values[key] = value
-    return values, errors
+    return runs.settings_merged(config_defaults()[section], given, prefix=section, managed=MANAGED_FIELDS[section],
+                                ranges=RANGES, choices=CHOICES)
 
 
 @transaction.atomic
