@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from spatiallab.accounts.roles import IsResearcher
 from spatiallab.core.openapi import FIELD_ERRORS
 from spatiallab.generation.models import Generator
-from spatiallab.grpo.models import GrpoCheckpoint, GrpoMetric, GrpoRun, GrpoSample, MetricKind
+from spatiallab.grpo.models import GrpoCheckpoint, GrpoMetric, GrpoRun, GrpoSample
 from spatiallab.grpo.selectors import checkpoints_visible_to, runs_visible_to
 from spatiallab.grpo.services import (
     checkpoint_register_generator,
@@ -22,6 +22,7 @@ from spatiallab.grpo.services import (
     run_create,
     run_resume,
 )
+from spatiallab.jobs.models import MetricKind
 from spatiallab.prompts.api import service_errors
 from spatiallab.prompts.filters import MAX_DB_INT, MIN_DB_INT
 from spatiallab.prompts.models import PromptSet

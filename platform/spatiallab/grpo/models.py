@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from spatiallab.jobs.models import JobStatus
+from spatiallab.jobs.models import JobStatus, RunMetric
 
 
 class GrpoRun(models.Model):
@@ -38,24 +38,11 @@ class GrpoRun(models.Model):
         return f"{self.name} (#{self.pk})"
 
 
-class MetricKind(models.TextChoices):
-    TRAIN = "train", "Train"
-    EVAL = "eval", "Eval"
-
-
-class GrpoMetric(models.Model):
+class GrpoMetric(RunMetric):
     run = models.ForeignKey(GrpoRun, on_delete=models.CASCADE, related_name="metrics")
-    step = models.PositiveIntegerField()
-    kind = models.CharField(max_length=5, choices=MetricKind.choices)
-    values = models.JSONField(default=dict)
 
-    class Meta:
-        ordering = ["step", "kind"]
-        # A resumed run reports the steps after its checkpoint again: stored once (update_or_create).
+    class Meta(RunMetric.Meta):
         constraints = [models.UniqueConstraint(fields=["run", "step", "kind"], name="grpo_metric_unique")]
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} {self.kind} step {self.step}"
 
 
 class GrpoCheckpoint(models.Model):

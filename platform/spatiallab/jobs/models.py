@@ -109,3 +109,25 @@ class Job(models.Model):
         if rate is None or not self.progress_total:
             return None
         return timedelta(seconds=max(0, self.progress_total - self.progress_done) / rate)
+
+
+class MetricKind(models.TextChoices):
+    TRAIN = "train", "Train"
+    EVAL = "eval", "Eval"
+
+
+class RunMetric(models.Model):
+    """One metrics event of a training run (a reward run, a GRPO run): the curves' rows. A subclass adds `run`
+    and a unique (run, step, kind) constraint: a resumed run reports the steps after its checkpoint again, stored
+    once (jobs.runs.metric_record)."""
+
+    step = models.PositiveIntegerField()
+    kind = models.CharField(max_length=5, choices=MetricKind.choices)
+    values = models.JSONField(default=dict)
+
+    class Meta:
+        abstract = True
+        ordering = ["step", "kind"]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.kind} step {self.step}"

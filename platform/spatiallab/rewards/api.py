@@ -11,10 +11,11 @@ from rest_framework.response import Response
 from spatiallab.accounts.roles import IsResearcher
 from spatiallab.core.openapi import FIELD_ERRORS
 from spatiallab.datasets.models import DatasetVersion
+from spatiallab.jobs.models import MetricKind
 from spatiallab.prompts.api import service_errors
 from spatiallab.prompts.filters import MAX_DB_INT, MIN_DB_INT
 from spatiallab.rewards.filters import RewardCheckpointFilter, RewardEvaluationFilter
-from spatiallab.rewards.models import MetricKind, PairScore, RewardCheckpoint, RewardEvaluation, RewardMetric, RewardRun
+from spatiallab.rewards.models import PairScore, RewardCheckpoint, RewardEvaluation, RewardMetric, RewardRun
 from spatiallab.rewards.selectors import checkpoints_visible_to, evaluations_visible_to, runs_visible_to
 from spatiallab.rewards.services import (
     EVALUATION_SPLITS,

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from spatiallab.jobs.models import JobStatus
+from spatiallab.jobs.models import JobStatus, RunMetric
 
 
 class RewardRun(models.Model):
@@ -47,24 +47,11 @@ class RewardCheckpoint(models.Model):
         return f"run {self.run_id} step {self.step}"
 
 
-class MetricKind(models.TextChoices):
-    TRAIN = "train", "Train"
-    EVAL = "eval", "Eval"
-
-
-class RewardMetric(models.Model):
+class RewardMetric(RunMetric):
     run = models.ForeignKey(RewardRun, on_delete=models.CASCADE, related_name="metrics")
-    step = models.PositiveIntegerField()
-    kind = models.CharField(max_length=5, choices=MetricKind.choices)
-    values = models.JSONField(default=dict)
 
-    class Meta:
-        ordering = ["step", "kind"]
-        # A resumed run reports the steps after its checkpoint again: stored once (update_or_create).
+    class Meta(RunMetric.Meta):
         constraints = [models.UniqueConstraint(fields=["run", "step", "kind"], name="reward_metric_unique")]
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} {self.kind} step {self.step}"
 
 
 class RewardEvaluation(models.Model):
