@@ -44,6 +44,7 @@ from ml.grpo.sde import gaussian_kl, sde_step
 from ml.reward.train import (
     all_sum,
     checkpoint_dirs,
+    fsync_path,
     gather_rng_states,
     latest_checkpoint,
     set_rng_state,
@@ -378,13 +379,13 @@ def save_checkpoint(root: Path, step: int, policy: FlowPolicy, optimizer, ema, r
     torch.save(state, tmp / STATE_NAME)
     (tmp / "metrics.json").write_text(json.dumps(metrics or {}, default=str))
     for path in [*tmp.rglob("*"), tmp]:
-        _fsync(path)
+        fsync_path(path)
     old = None
     if final.exists():  # the same step again (a resumed run): swap, so a complete one exists at every moment
         old = root / f".tmp-old-{final.name}-{os.getpid()}"
         os.rename(final, old)
     os.rename(tmp, final)
-    _fsync(root)
+    fsync_path(root)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     for stale in checkpoint_dirs(root)[:-config.keep_last]:
@@ -411,14 +412,6 @@ def load_checkpoint(path: Path, policy: FlowPolicy, optimizer, ema, *, rank: int
     if len(state["rng"]) == world:
         set_rng_state(state["rng"][rank])
     return int(state["step"])
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def lora_digest(state: dict[str, torch.Tensor]) -> str:

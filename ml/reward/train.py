@@ -253,14 +253,14 @@ def save_checkpoint(root: Path, step: int, model: SpatialScore, optimizer, sched
                 "scheduler": scheduler.state_dict(), "rng": rng_states,
                 "train_config": to_dict(config), "model_config": to_dict(model_config)}, tmp / STATE_NAME)
     for path in tmp.iterdir():
-        _fsync(path)
-    _fsync(tmp)
+        fsync_path(path)
+    fsync_path(tmp)
     old = None
     if final.exists():  # the same step again (a resumed run): swap, so a complete one exists at every moment
         old = root / f".tmp-old-{final.name}-{os.getpid()}"
         os.rename(final, old)
     os.rename(tmp, final)
-    _fsync(root)
+    fsync_path(root)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     for stale in checkpoint_dirs(root)[:-config.keep_last]:
@@ -285,7 +285,7 @@ def load_checkpoint(path: Path, model: SpatialScore, optimizer, scheduler, *, ra
     return int(state["step"])
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
