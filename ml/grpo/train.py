@@ -23,7 +23,6 @@ temporary folder and renamed; older ones are pruned to keep_last afterwards."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -49,6 +48,7 @@ from ml.reward.train import (
     latest_checkpoint,
     set_rng_state,
     setup_distributed,
+    state_digest,
 )
 
 __all__ = ["checkpoint_dirs", "evaluate", "grpo_step", "latest_checkpoint", "main", "to_arguments", "train"]
@@ -142,7 +142,7 @@ def _train(config, on_metrics, reward_fn, rank, world, device) -> dict:
     saved = saved or (latest_checkpoint(checkpoints) if config.output_dir else None)
     return {"rank": rank, "world_size": world, "step": step, "total_steps": config.max_steps, "history": history,
             "eval": last_eval, "checkpoint": str(saved) if saved else None,
-            "lora_sha256": lora_digest(policy.lora_state_dict())}
+            "lora_sha256": state_digest(policy.lora_state_dict())}
 
 
 # --- One GRPO step --------------------------------------------------------------------------------------------
@@ -412,14 +412,6 @@ def load_checkpoint(path: Path, policy: FlowPolicy, optimizer, ema, *, rank: int
     if len(state["rng"]) == world:
         set_rng_state(state["rng"][rank])
     return int(state["step"])
-
-
-def lora_digest(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key, value in sorted(state.items()):
-        digest.update(key.encode())
-        digest.update(value.float().numpy().tobytes())
-    return digest.hexdigest()
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------

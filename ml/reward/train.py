@@ -351,12 +351,17 @@ def all_sum(values: list[float], world: int, device: torch.device) -> list[float
     return tensor.tolist()
 
 
-def weights_digest(model: SpatialScore) -> str:
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's keys and float32 values, in key order (equal weights, equal digest)."""
     digest = hashlib.sha256()
-    for key, value in sorted(model.trainable_state_dict().items()):
+    for key, value in sorted(state.items()):
         digest.update(key.encode())
         digest.update(value.float().numpy().tobytes())
     return digest.hexdigest()
+
+
+def weights_digest(model: SpatialScore) -> str:
+    return state_digest(model.trainable_state_dict())
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------
