@@ -233,6 +233,83 @@ def split_counts(path: Path) -> dict:
     return {split: {**cell, "prompts": len(cell["prompts"])} for split, cell in sorted(counts.items())}
 
 
+# --- Diagnostic data: the smallest spatial questions, drawn directly (not platform data) -------------------------
+
+BLOCK_COLOURS = {"red": (204, 46, 46), "blue": (48, 96, 204), "green": (58, 158, 72), "yellow": (232, 200, 40),
+                 "purple": (132, 70, 172), "orange": (236, 130, 34)}
+
+
+def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112) -> bytes:
+    """Sky, floor (the renderer's colours and horizon) and 21 px square blocks centred at (x, y)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), (221, 232, 243))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, int(size * 0.42), size, size], fill=(236, 228, 211))
+    for x, y, colour in blocks:
+        draw.rectangle([x - 10, y - 10, x + 10, y + 10], fill=BLOCK_COLOURS[colour])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0) -> Path:
+    """Pairs in the export's Parquet layout for two diagnostic questions (docs/reward_learning.md):
+
+    one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
+        where the object is and tie it to the word left/right (no object identity needed).
+    colour-side: the same prompts, with a block of another colour on the other side; the loser swaps the two
+        blocks. A score has to find the named colour and read where it is: identity and position together.
+    two-objects: "A red block is left of a blue block." (or right of). The loser swaps the two blocks' places. A
+        score has to find each named colour and compare their places: identity (by colour, not shape) and position.
+    """
+    import random
+
+    from tests.ml.reward_data import write_pairs  # the export's Parquet schema, as the ml tests write it
+
+    colours = sorted(BLOCK_COLOURS)
+
+    def rows(n: int, split: str, rng: random.Random, start: int) -> list[dict]:
+        out = []
+        for i in range(n):
+            if kind in ("one-object", "colour-side"):
+                colour, side = rng.choice(colours), rng.choice(["left", "right"])
+                left, right, y = rng.randrange(12, 44), rng.randrange(68, 100), rng.randrange(60, 100)
+                places = (left, right) if side == "left" else (right, left)
+                prompt, relation = f"A {colour} block is on the {side}.", f"{side}_of"
+                if kind == "one-object":
+                    chosen, rejected = (_blocks_png([(x, y, colour)]) for x in places)
+                else:  # a block of another colour stands on the other side
+                    other, y2 = rng.choice([c for c in colours if c != colour]), rng.randrange(60, 100)
+                    chosen, rejected = (_blocks_png([(x, y, colour), (places[1] if x == places[0] else places[0],
+                                                                      y2, other)]) for x in places)
+            else:
+                a, b = rng.sample(colours, 2)
+                relation = rng.choice(["left_of", "right_of"])
+                xs = sorted(rng.sample(range(14, 98, 4), 2))
+                while xs[1] - xs[0] < 24:
+                    xs = sorted(rng.sample(range(14, 98, 4), 2))
+                xa, xb = xs if relation == "left_of" else xs[::-1]
+                ya, yb = rng.randrange(60, 100), rng.randrange(60, 100)
+                prompt = f"A {a} block is {relation.replace('_', ' ')} a {b} block."
+                chosen = _blocks_png([(xa, ya, a), (xb, yb, b)])
+                rejected = _blocks_png([(xb, ya, a), (xa, yb, b)])
+            pair_id = start + i
+            out.append({"prompt": prompt, "chosen": {"bytes": chosen, "path": f"images/{pair_id}-w.png"},
+                        "rejected": {"bytes": rejected, "path": f"images/{pair_id}-l.png"},
+                        "perturbed_prompt": "", "pair_id": pair_id, "split": split, "n_edits": 1, "edits": "[]",
+                        "relation_kinds": [relation], "category": "diagnostic", "generator": f"diagnostic {kind}",
+                        "seed": i, "width": 112, "height": 112, "agreement": 1.0, "decision": "confirmed"})
+        return out
+
+    rng = random.Random(seed)
+    data = (rows(train, "train", rng, 1) + rows(held_out, "validation", rng, 1_000_001)
+            + rows(held_out, "test", rng, 2_000_001))
+    return write_pairs(path, data, row_group=64)
+
+
 # --- Training and evaluation ----------------------------------------------------------------------------------
 
 
@@ -245,7 +322,14 @@ def train_and_evaluate(args, data: Path, out: Path) -> dict:
     from ml.reward.train import train
 
     torch.set_num_threads(args.threads)
-    backbone = build_tiny_backbone(out / "backbone", size=args.size, seed=args.seed)
+    corpus = None
+    if args.tokenizer == "corpus":  # the training split's texts only: nothing of the test split leaks into it
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(data, columns=["split", "prompt", "perturbed_prompt"]).to_pylist()
+        corpus = [row[key] for row in rows if row["split"] == "train" for key in ("prompt", "perturbed_prompt")]
+    backbone = build_tiny_backbone(out / "backbone", size=args.size, seed=args.seed, corpus=corpus,
+                                   rope_theta=args.rope_theta, init_std=args.init_std)
     model_config = ModelConfig(backbone=str(backbone), lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                                lora_dropout=args.lora_dropout, head_dropout=args.head_dropout,
                                head_hidden=args.head_hidden,
@@ -340,6 +424,32 @@ def write_outputs(out: Path, result: dict) -> None:
     fig.savefig(out / "curve.png", dpi=120)
 
 
+def plot_runs(results: list[Path], path: Path) -> None:
+    """Validation accuracy against training step for several runs' result.json, one line each (docs figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for result_path in results:
+        result = json.loads(Path(result_path).read_text())
+        curve = result["training"]["curve"]
+        label = result["dataset"].get("diagnostic") or "platform data"
+        test = result["training"]["test"]["overall"]["accuracy"]
+        ax.plot([row["step"] for row in curve], [row["validation_accuracy"] for row in curve], marker=".",
+                label=f"{label} (lr {result['args']['lr']:g}; test {test:.3f})")
+    ax.axhline(0.9, color="grey", linestyle=":", label="goal 0.90")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.set_xlabel("training step (8 pairs)")
+    ax.set_ylabel("validation pairwise accuracy")
+    ax.set_ylim(0.35, 1.02)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 def report(result: dict) -> None:
     test = result["training"]["test"]
 
@@ -353,10 +463,13 @@ def report(result: dict) -> None:
     for kind, c in test["by_relation"].items():
         print(f"  {kind:<12} {cell(c)}")
     print(f"mean score margin (winner - loser): {test['mean_margin']:.3f}")
-    goal = test["overall"]["accuracy"] >= 0.9
     print(f"training: {result['training']['steps']} steps, {result['training']['train_loop_seconds']:.0f} s in the "
           f"training loop, validation included ({result['training']['train_seconds']:.0f} s with model loading and the "
           f"final checkpoint)")
+    if "diagnostic" in result["dataset"]:
+        print(f"diagnostic data ({result['dataset']['diagnostic']}): the goal is for platform-made data only")
+        return
+    goal = test["overall"]["accuracy"] >= 0.9
     print(f"goal: >= 0.90 test pairwise accuracy within 20 minutes of training: {'MET' if goal else 'MISSED'}")
 
 
@@ -366,7 +479,11 @@ def main() -> None:
     data.add_argument("--out", default="/tmp/reward-learning", help="Folder for the export, the run and results.")
     data.add_argument("--data", default="", help="Reuse this Parquet export instead of making a new dataset.")
     data.add_argument("--make-only", action="store_true", help="Make the dataset and stop.")
-    data.add_argument("--prompts", type=int, default=1500, help="Generated prompts.")
+    data.add_argument("--diagnostic", choices=["one-object", "colour-side", "two-objects"], default="",
+                      help="Instead of platform data, train on a diagnostic question drawn directly (see "
+                           "diagnostic_dataset): where one block is, where the block of a named colour is, or "
+                           "which of two coloured blocks is left of the other.")
+    data.add_argument("--prompts", type=int, default=6000, help="Generated prompts.")
     data.add_argument("--seeds", type=int, default=2, help="Pairs per perturbed prompt (renderer seeds).")
     data.add_argument("--style", default="short", choices=["short", "long"])
     data.add_argument("--min-objects", type=int, default=2)
@@ -386,6 +503,13 @@ def main() -> None:
     data.add_argument("--seed", type=int, default=0)
     model = parser.add_argument_group("model and training")
     model.add_argument("--size", default="bench", help="Tiny backbone preset of ml/reward/tiny.py.")
+    model.add_argument("--tokenizer", default="corpus", choices=["corpus", "bytes"],
+                       help="corpus: a byte-level BPE trained on the training split's prompts (a word is one token, "
+                            "as with Qwen's real vocabulary); bytes: one token per UTF-8 byte.")
+    model.add_argument("--rope-theta", type=float, default=None,
+                       help="The language model's rotary base (default: the preset's).")
+    model.add_argument("--init-std", type=float, default=None,
+                       help="Standard deviation of the backbone's random weights (default: the preset's).")
     model.add_argument("--pixels", type=int, default=112, help="The model's image side: min = max pixels = side^2.")
     model.add_argument("--lora-rank", type=int, default=32)
     model.add_argument("--lora-alpha", type=float, default=64.0)
@@ -395,25 +519,31 @@ def main() -> None:
     model.add_argument("--train-vision", action=argparse.BooleanOptionalAction, default=True,
                        help="ModelConfig.train_vision: also train the (random, tiny) vision tower.")
     model.add_argument("--loss", default="bt", choices=["bt", "uncertainty"])
-    model.add_argument("--lr", type=float, default=5e-4)
+    model.add_argument("--lr", type=float, default=3e-4)
     model.add_argument("--warmup", type=int, default=50)
     model.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
     model.add_argument("--min-lr-ratio", type=float, default=0.1)
     model.add_argument("--weight-decay", type=float, default=0.0)
     model.add_argument("--batch-size", type=int, default=8, help="Pairs per step.")
-    model.add_argument("--max-steps", type=int, default=2400,
+    model.add_argument("--max-steps", type=int, default=8000,
                        help="Optimizer steps (the cosine schedule's length); --minutes stops earlier if reached.")
     model.add_argument("--minutes", type=float, default=20.0, help="Wall-clock budget of the training loop.")
-    model.add_argument("--eval-every", type=int, default=200)
-    model.add_argument("--max-eval-pairs", type=int, default=200,
+    model.add_argument("--eval-every", type=int, default=500)
+    model.add_argument("--max-eval-pairs", type=int, default=300,
                        help="Validation pairs per evaluation, counted in the time budget (0: all).")
     model.add_argument("--log-every", type=int, default=10)
     model.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads. One: on 2 cores shared with other jobs, two threads were 3-5x slower "
                             "per step than one (they wait for each other whenever the other job takes a core).")
+    parser.add_argument("--plot-runs", nargs="+", default=[], metavar="RESULT_JSON",
+                        help="Only draw the validation curves of these runs' result.json into --out/runs.png.")
     args = parser.parse_args()
 
     out = Path(args.out)
+    if args.plot_runs:
+        out.mkdir(parents=True, exist_ok=True)
+        plot_runs([Path(p) for p in args.plot_runs], out / "runs.png")
+        return
     out.mkdir(parents=True, exist_ok=True)
     import torch  # noqa: F401 - imported before Django's set-up only to report its version below
 
@@ -422,7 +552,13 @@ def main() -> None:
     result: dict = {"args": vars(args), "machine": {"arch": platform.machine(), "cpus": os.cpu_count(),
                                                       "python": platform.python_version(),
                                                       "torch": torch.__version__}}
-    if args.data:
+    if args.diagnostic:
+        data_path = diagnostic_dataset(args.diagnostic, out / f"diagnostic-{args.diagnostic}.parquet", seed=args.seed)
+        result["dataset"] = {"diagnostic": args.diagnostic, "export": {"path": str(data_path)},
+                             "splits": split_counts(data_path)}
+        print(f"diagnostic data ({args.diagnostic}, drawn directly, not made by the platform): "
+              f"{result['dataset']['splits']}")
+    elif args.data:
         data_path = Path(args.data)
         result["dataset"] = {"export": {"path": str(data_path)}, "splits": split_counts(data_path)}
         print(f"reusing {data_path}: {result['dataset']['splits']}")

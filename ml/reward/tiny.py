@@ -9,7 +9,9 @@ The tokenizer is built locally: a byte-level BPE over the 256 byte symbols with 
 token), plus Qwen's special tokens with the roles the processor and chat template give them. It has Qwen's
 pre-tokenizer and decoder, so any text encodes without unknown tokens; every distinct prompt tokenizes
 differently, which is all the tests need. It does give about five times as many text tokens per word as Qwen's
-real 151k vocabulary, which the GPU benchmark corrects for by cutting prompts to the real token count.
+real 151k vocabulary, which the GPU benchmark corrects for by cutting prompts to the real token count. With
+`corpus=texts`, the tokenizer is instead a byte-level BPE trained on those texts (`corpus_tokenizer`): a word of
+the corpus is one token, as with Qwen's vocabulary (the CPU learning benchmark trains it on its training prompts).
 
 `qwen2_5_vl_config("7b", ...)` has the real Qwen2.5-VL-7B dimensions (8.3 B parameters) for the GPU benchmark,
 which instantiates it directly on the device in bf16 (`build_backbone_on_device`); no folder is written for it.
@@ -17,7 +19,9 @@ which instantiates it directly on the device in bf16 (`build_backbone_on_device`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -72,6 +76,12 @@ class BackboneSize:
     vision_intermediate: int
     fullatt_blocks: tuple[int, ...]
     vocab_size: int | None = None  # None: the tokenizer's size
+    # The language model's rotary base. Qwen's 3-D rotary gives the width axis the lowest frequencies: at 1e6 and a
+    # head_dim of 32 they turn by under 0.001 rad across a 4-token-wide image, so a tiny model cannot tell left from
+    # right through its positions at all (docs/reward_learning.md); the learning benchmark's preset uses a low base.
+    rope_theta: float = 1e6
+    # Standard deviation of the random weights (transformers' initializer_range; Qwen's is 0.02).
+    init_std: float = 0.02
 
 
 SIZES = {
@@ -79,11 +89,12 @@ SIZES = {
     "tiny": BackboneSize(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, mrope_section=(2, 3, 3),
                          vision_depth=2, vision_hidden=32, vision_heads=2, vision_intermediate=64,
                          fullatt_blocks=(1,)),
-    # The CPU learning benchmark (benchmarks/reward_learning.py): 0.88 M parameters, about 0.5 s per training step
-    # of 8 pairs at 112 px on 2 shared cores (docs/reward_learning.md).
+    # The CPU learning benchmark (benchmarks/reward_learning.py): 0.9 M parameters, about 0.15 s per training step
+    # of 8 pairs at 112 px on one core with the corpus tokenizer; a low rotary base (the width axis turns by about
+    # 0.2 rad per visual token instead of 0.0002) and larger random weights (docs/reward_learning.md).
     "bench": BackboneSize(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=256, mrope_section=(4, 6, 6),
                           vision_depth=2, vision_hidden=64, vision_heads=2, vision_intermediate=128,
-                          fullatt_blocks=(1,)),
+                          fullatt_blocks=(1,), rope_theta=10.0, init_std=0.1),
     # Qwen2.5-VL-7B-Instruct's real dimensions (its config.json): 8.3 B parameters with the vision tower.
     "7b": BackboneSize(hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944, mrope_section=(16, 24, 24),
                        vision_depth=32, vision_hidden=1280, vision_heads=16, vision_intermediate=3420,
@@ -98,8 +109,27 @@ TINY_MAX_PIXELS = 112 * 112
 def byte_level_tokenizer() -> Qwen2Tokenizer:
     """A Qwen2Tokenizer over the 256 byte symbols (no merges) plus Qwen's special tokens and chat template."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {symbol: i for i, symbol in enumerate(alphabet)}
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], errors="replace")
+    return _qwen_tokenizer({symbol: i for i, symbol in enumerate(alphabet)}, [])
+
+
+def corpus_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> Qwen2Tokenizer:
+    """A byte-level BPE trained on `texts` (Qwen's pre-tokenizer: a word and its leading space become one token
+    once the vocabulary is large enough), the 256 byte symbols kept so any text still encodes, plus Qwen's special
+    tokens and chat template. Words of the corpus cost one token instead of one per byte, as with Qwen's real
+    vocabulary; deterministic for the same texts."""
+    from tokenizers import Tokenizer, models, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = byte_level_tokenizer().backend_tokenizer.pre_tokenizer
+    backend.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    trained = json.loads(backend.to_str())["model"]
+    merges = [tuple(merge) if isinstance(merge, list) else tuple(merge.split(" ")) for merge in trained["merges"]]
+    return _qwen_tokenizer(dict(sorted(trained["vocab"].items(), key=lambda item: item[1])), merges)
+
+
+def _qwen_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Qwen2Tokenizer:
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, errors="replace")
     tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS],
                          special_tokens=True)
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -118,10 +148,10 @@ def _size(size: str) -> BackboneSize:
     return SIZES[size]
 
 
-def qwen2_5_vl_config(size: str, tokenizer: Qwen2Tokenizer, *, family: str = "qwen2_5_vl"):
+def qwen2_5_vl_config(size: str, tokenizer: Qwen2Tokenizer, *, family: str = "qwen2_5_vl", **overrides):
     """A Qwen2.5-VL (or, with family="qwen2_vl", a Qwen2-VL) config of the given size whose special token ids are
-    the tokenizer's."""
-    dims = _size(size)
+    the tokenizer's; `overrides` replace fields of the preset (rope_theta=..., init_std=...; None keeps it)."""
+    dims = replace(_size(size), **{key: value for key, value in overrides.items() if value is not None})
     ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS), strict=True))
     head_dim = dims.hidden // dims.heads
     if sum(dims.mrope_section) * 2 != head_dim:
@@ -135,10 +165,12 @@ def qwen2_5_vl_config(size: str, tokenizer: Qwen2Tokenizer, *, family: str = "qw
         num_key_value_heads=dims.kv_heads,
         max_position_embeddings=128000,
         rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": list(dims.mrope_section)},
+        rope_parameters={"rope_type": "default", "rope_theta": dims.rope_theta,
+                         "mrope_section": list(dims.mrope_section)},
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
+        initializer_range=dims.init_std,
     )
     special = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                    vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
@@ -147,21 +179,26 @@ def qwen2_5_vl_config(size: str, tokenizer: Qwen2Tokenizer, *, family: str = "qw
                       intermediate_size=dims.vision_intermediate, num_heads=dims.vision_heads,
                       out_hidden_size=dims.hidden, hidden_act="silu", patch_size=14, spatial_merge_size=2,
                       temporal_patch_size=2, window_size=112, tokens_per_second=2,
-                      fullatt_block_indexes=list(dims.fullatt_blocks))
-        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
+                      fullatt_block_indexes=list(dims.fullatt_blocks), initializer_range=dims.init_std)
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, initializer_range=dims.init_std, **special)
     if family == "qwen2_vl":
         vision = dict(depth=dims.vision_depth, embed_dim=dims.vision_hidden, hidden_size=dims.hidden,
                       num_heads=dims.vision_heads, mlp_ratio=dims.vision_intermediate // dims.vision_hidden,
-                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
-        return Qwen2VLConfig(text_config=text, vision_config=vision, **special)
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, initializer_range=dims.init_std)
+        return Qwen2VLConfig(text_config=text, vision_config=vision, initializer_range=dims.init_std, **special)
     raise ValueError(f"family must be qwen2_5_vl or qwen2_vl, not {family!r}")
 
 
-def build_tiny_backbone(folder: str | Path, size: str = "tiny", *, family: str = "qwen2_5_vl", seed: int = 0) -> Path:
+def build_tiny_backbone(folder: str | Path, size: str = "tiny", *, family: str = "qwen2_5_vl", seed: int = 0,
+                        corpus: Iterable[str] | None = None, vocab_size: int = 2000,
+                        rope_theta: float | None = None, init_std: float | None = None) -> Path:
     """Writes a randomly initialised Qwen2.5-VL (or Qwen2-VL) ForConditionalGeneration with its tokenizer, chat
-    template and image processor into `folder` (created), laid out like a real download; returns the folder."""
-    tokenizer = byte_level_tokenizer()
-    config = qwen2_5_vl_config(size, tokenizer, family=family)
+    template and image processor into `folder` (created), laid out like a real download; returns the folder.
+
+    With `corpus`, the tokenizer is a byte-level BPE trained on those texts (`corpus_tokenizer`) instead of one
+    token per byte; `rope_theta` and `init_std` override the preset's."""
+    tokenizer = byte_level_tokenizer() if corpus is None else corpus_tokenizer(corpus, vocab_size)
+    config = qwen2_5_vl_config(size, tokenizer, family=family, rope_theta=rope_theta, init_std=init_std)
     model_class = Qwen2_5_VLForConditionalGeneration if family == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
     with torch.random.fork_rng():  # the same seed gives the same weights; the caller's RNG is left alone
         torch.manual_seed(seed)

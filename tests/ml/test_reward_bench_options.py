@@ -84,3 +84,39 @@ def test_without_max_seconds_the_run_goes_to_max_steps(backbone, data, tmp_path)
         data=str(data), output_dir=str(tmp_path), lr=3e-3, warmup_steps=1, batch_size=4, max_steps=3,
         eval_every=0, save_every=0, log_every=10))
     assert summary["step"] == 3 and len(summary["history"]) == 3
+
+
+def test_corpus_tokenizer_makes_a_word_one_token_and_still_encodes_anything(tmp_path):
+    from ml.reward.tiny import corpus_tokenizer
+
+    corpus = ["a red mug is left of a kettle", "the kettle is behind the red mug", "a toaster is above a mug"] * 5
+    tokenizer = corpus_tokenizer(corpus, vocab_size=400)
+    words = tokenizer.convert_ids_to_tokens(tokenizer("a red mug is left of a kettle")["input_ids"])
+    assert words == ["a", "Ġred", "Ġmug", "Ġis", "Ġleft", "Ġof", "Ġa", "Ġkettle"]
+    unseen = "zebra, 42 ünïcode"  # not in the corpus: falls back to byte symbols, decodes back exactly
+    ids = tokenizer(unseen)["input_ids"]
+    assert len(ids) > 3 and tokenizer.decode(ids) == unseen
+    # The same corpus gives the same tokenizer; a backbone built with it loads and reads prompts with it.
+    assert corpus_tokenizer(corpus, vocab_size=400).get_vocab() == tokenizer.get_vocab()
+    folder = build_tiny_backbone(tmp_path / "corpus", corpus=corpus, vocab_size=400)
+    model = SpatialScore.from_pretrained(folder, model_config(folder))
+    text = model.inputs.text("a red mug is left of a kettle")
+    assert "Ġkettle" in model.tokenizer.convert_ids_to_tokens(model.tokenizer(text)["input_ids"])
+    assert model.backbone.get_input_embeddings().num_embeddings == len(model.tokenizer)
+
+
+def test_preset_overrides_reach_the_saved_config(tmp_path):
+    import json
+
+    from ml.reward.tiny import SIZES
+
+    folder = build_tiny_backbone(tmp_path / "b", rope_theta=10.0, init_std=0.1)
+    config = json.loads((folder / "config.json").read_text())
+    text = config.get("text_config", config)
+    assert text["rope_parameters"]["rope_theta"] == 10.0
+    model = SpatialScore.from_pretrained(folder, model_config(folder))
+    q = model.language_model.layers[0].self_attn.q_proj.base_layer.weight
+    assert 0.09 < float(q.std()) < 0.11  # drawn with the override, not Qwen's 0.02
+    default = json.loads((build_tiny_backbone(tmp_path / "d") / "config.json").read_text())
+    assert default.get("text_config", default)["rope_parameters"]["rope_theta"] == SIZES["tiny"].rope_theta == 1e6
+
