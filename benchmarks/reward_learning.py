@@ -438,7 +438,8 @@ def plot_runs(results: list[Path], path: Path) -> None:
         label = result["dataset"].get("diagnostic") or "platform data"
         test = result["training"]["test"]["overall"]["accuracy"]
         ax.plot([row["step"] for row in curve], [row["validation_accuracy"] for row in curve], marker=".",
-                label=f"{label} (lr {result['args']['lr']:g}; test {test:.3f})")
+                label=f"{label} (lr {result['args']['lr']:g}, {result['args']['threads']} thread(s), "
+                      f"{result['training']['steps']} steps; test {test:.3f})")
     ax.axhline(0.9, color="grey", linestyle=":", label="goal 0.90")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8, label="chance")
     ax.set_xlabel("training step (8 pairs)")
