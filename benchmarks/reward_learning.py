@@ -256,7 +256,7 @@ def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112) -> bytes:
 
 
 def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0) -> Path:
-    """Pairs in the export's Parquet layout for two diagnostic questions (docs/reward_learning.md):
+    """Pairs in the export's Parquet layout for three diagnostic questions (docs/reward_learning.md):
 
     one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
         where the object is and tie it to the word left/right (no object identity needed).
@@ -283,8 +283,8 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                     chosen, rejected = (_blocks_png([(x, y, colour)]) for x in places)
                 else:  # a block of another colour stands on the other side
                     other, y2 = rng.choice([c for c in colours if c != colour]), rng.randrange(60, 100)
-                    chosen, rejected = (_blocks_png([(x, y, colour), (places[1] if x == places[0] else places[0],
-                                                                      y2, other)]) for x in places)
+                    chosen, rejected = (_blocks_png([(x, y, colour), (x_other, y2, other)])
+                                        for x, x_other in (places, places[::-1]))
             else:
                 a, b = rng.sample(colours, 2)
                 relation = rng.choice(["left_of", "right_of"])
