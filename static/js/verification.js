@@ -207,6 +207,9 @@
   }
 
   // --- Adjudication keys ---------------------------------------------------------------------------------------
+  // The form swaps in with `settle:0ms`: htmx then wires the new form up in the same task that inserts it. With
+  // htmx's default 20 ms settle delay a key pressed in between clicked a form htmx had not processed yet, and the
+  // browser submitted it natively (a full page load instead of the next item).
 
   function typing(element) {
     return element && (element.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(element.tagName));
