@@ -71,6 +71,11 @@ class TrainConfig:
         "help": "bt: Bradley-Terry, -log sigmoid(mu_w - mu_l) (the paper). uncertainty: HPSv3's Gaussian loss, "
                 "E[-log sigmoid(z)] with z ~ N(mu_w - mu_l, sigma_w^2 + sigma_l^2), by Monte-Carlo."})
     mc_samples: int = field(default=64, metadata={"help": "Monte-Carlo samples per pair for the uncertainty loss."})
+    mismatch_weight: float = field(default=0.0, metadata={
+        "help": "Weight of an auxiliary in-batch term (not in the paper; 0 turns it off): under each pair's prompt, "
+                "its winner image must score above the next pair's winner image (Bradley-Terry on mu). It asks whether "
+                "the named things are in the picture at all, a question the gradient can start on at once, before "
+                "the score can compare where they are. Costs a third sequence per pair."})
     lr: float = field(default=2e-6, metadata={
         "help": "Peak learning rate. The paper's 2e-6 is for the 7B backbone at batch 32; the tiny random backbones "
                 "of the tests and the CPU demo need about 1e-3 to learn anything in a few hundred steps."})
@@ -116,6 +121,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.mismatch_weight < 0:
+            raise ValueError("mismatch_weight must be >= 0")
         if self.batch_size < 1 or self.grad_accum < 1 or self.mc_samples < 1:
             raise ValueError("batch_size, grad_accum and mc_samples must be positive")
         if self.keep_last < 1:

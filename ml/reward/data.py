@@ -116,16 +116,29 @@ class PreferencePairs(torch.utils.data.Dataset):
 
 class PairCollator:
     """A list of pairs -> one batch of 2n sequences: the n winners, then the n losers (the same prompts), so a
-    single forward pass (one DDP all-reduce) scores both sides. `builder` is SpatialScore.inputs."""
+    single forward pass (one DDP all-reduce) scores both sides. `builder` is SpatialScore.inputs.
 
-    def __init__(self, builder):
+    With `mismatch`, n more sequences follow: each prompt with the next pair's winner image (wrapping round), and
+    "mismatch_valid" marks those whose image comes from a different prompt (the in-batch term of the training loop
+    skips the others)."""
+
+    def __init__(self, builder, *, mismatch: bool = False):
         self.builder = builder
+        self.mismatch = mismatch
 
     def __call__(self, pairs: Sequence[Pair]) -> dict:
         prompts = [pair.prompt for pair in pairs]
         images = [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs]
+        texts = prompts + prompts
+        extra = {}
+        if self.mismatch:
+            others = list(pairs[1:]) + list(pairs[:1])
+            images += [other.chosen for other in others]
+            texts += prompts
+            extra["mismatch_valid"] = torch.tensor([b.prompt != a.prompt for a, b in zip(pairs, others, strict=True)])
         return {
-            "inputs": self.builder(prompts + prompts, images),
+            **extra,
+            "inputs": self.builder(texts, images),
             "pairs": len(pairs),
             "pair_id": torch.tensor([pair.pair_id for pair in pairs]),
             "n_edits": torch.tensor([pair.n_edits for pair in pairs]),

@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ml.reward.config import ModelConfig, TrainConfig, add_arguments, from_arguments, to_dict
 from ml.reward.data import PairCollator, PreferencePairs, shard_batches
-from ml.reward.losses import pairwise_correct, pairwise_loss
+from ml.reward.losses import bradley_terry_loss, pairwise_correct, pairwise_loss
 from ml.reward.model import SpatialScore, autocast, to_device
 
 Metrics = Callable[[dict], None]
@@ -79,6 +79,7 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
     if len(train_set) == 0:
         raise ValueError(f"{config.data} has no pairs in split {config.train_split!r}")
     collate = PairCollator(model.inputs)
+    train_collate = PairCollator(model.inputs, mismatch=config.mismatch_weight > 0)
     micro_per_epoch = len(shard_batches(len(train_set), batch_size=config.batch_size, rank=0, world=world,
                                         seed=config.seed, epoch=0))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * micro_per_epoch / config.grad_accum))
@@ -105,7 +106,7 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
 
     loader = iter(torch.utils.data.DataLoader(
         train_set, batch_sampler=micro_batches(len(train_set), config, rank, world, start=step * config.grad_accum),
-        collate_fn=collate, num_workers=config.num_workers,
+        collate_fn=train_collate, num_workers=config.num_workers,
         # Without its own generator the DataLoader would draw its worker seed from the global RNG.
         generator=torch.Generator().manual_seed(config.seed)))
 
@@ -113,7 +114,7 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
     started = time.perf_counter()
     while step < total_steps:
         tick = time.perf_counter()
-        loss_sum = correct = pairs = 0.0
+        loss_sum = correct = pairs = mismatch_sum = mismatch_pairs = 0.0
         for micro in range(config.grad_accum):
             batch = next(loader)
             n = batch["pairs"]
@@ -122,10 +123,18 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
             with sync:
                 with autocast(device, config.bf16):
                     out = ddp(**to_device(batch["inputs"], device))
-                mu_w, mu_l = out.mu[:n], out.mu[n:]
-                loss = pairwise_loss(config.loss, mu_w, out.log_sigma[:n], mu_l, out.log_sigma[n:],
+                mu_w, mu_l = out.mu[:n], out.mu[n:2 * n]
+                loss = pairwise_loss(config.loss, mu_w, out.log_sigma[:n], mu_l, out.log_sigma[n:2 * n],
                                      samples=config.mc_samples, generator=mc_generator(config.seed, step, micro, rank))
-                (loss / config.grad_accum).backward()
+                total = loss
+                if config.mismatch_weight > 0:
+                    valid = batch["mismatch_valid"].to(device)
+                    if valid.any():
+                        mismatch = bradley_terry_loss(mu_w[valid], out.mu[2 * n:][valid])
+                        total = loss + config.mismatch_weight * mismatch
+                        mismatch_sum += mismatch.item() * int(valid.sum())
+                        mismatch_pairs += int(valid.sum())
+                (total / config.grad_accum).backward()
             loss_sum += loss.item() * n
             correct += pairwise_correct(mu_w.detach(), mu_l.detach()).sum().item()
             pairs += n
@@ -145,6 +154,9 @@ def _train(model_config, config, on_metrics, rank, world, device) -> dict:
                    "accuracy": correct / pairs, "lr": lr, "grad_norm": grad_norm,
                    "epoch": step * config.grad_accum / micro_per_epoch,
                    "pairs_per_s": pairs / (time.perf_counter() - tick), "elapsed_s": time.perf_counter() - started}
+        if config.mismatch_weight > 0:
+            mismatch_sum, mismatch_pairs = all_sum([mismatch_sum, mismatch_pairs], world, device)
+            metrics["mismatch_loss"] = mismatch_sum / max(mismatch_pairs, 1)
         history.append(metrics)
         # The last step: the planned one, or the one that used up the time budget.
         last = step == total_steps or bool(config.max_seconds and metrics["elapsed_s"] >= config.max_seconds)

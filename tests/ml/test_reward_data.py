@@ -3,6 +3,7 @@ and the collate that turns pairs into one batch of winners then losers."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import pyarrow as pa
@@ -87,6 +88,23 @@ def test_collate_puts_winners_then_losers_in_one_batch(export, model):
     assert all(torch.equal(batch["inputs"][key], expected[key]) for key in expected)
     assert batch["pair_id"].tolist() == [p.pair_id for p in pairs]
     assert batch["relation_kinds"] == [p.relation_kinds for p in pairs]
+
+
+def test_collate_with_mismatch_adds_each_prompt_with_the_next_pairs_winner(export, model):
+    dataset = PreferencePairs(export, "train")
+    pairs = [dataset[i] for i in range(3)]
+    pairs.append(dataclasses.replace(dataset[3], prompt=pairs[0].prompt))  # the same prompt as the first pair
+    batch = PairCollator(model.inputs, mismatch=True)(pairs)
+    prompts = [p.prompt for p in pairs]
+    others = pairs[1:] + pairs[:1]
+    expected = model.inputs(prompts * 3, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+                            + [p.chosen for p in others])
+    assert batch["pairs"] == 4 and batch["inputs"]["input_ids"].shape[0] == 12
+    assert all(torch.equal(batch["inputs"][key], expected[key]) for key in expected)
+    # The last pair's "other" winner is the first pair's, under the same prompt: not a mismatch.
+    assert batch["mismatch_valid"].tolist() == [p.prompt != o.prompt for p, o in zip(pairs, others, strict=True)]
+    assert batch["mismatch_valid"].tolist()[-1] is False
+    assert "mismatch_valid" not in PairCollator(model.inputs)(pairs)
 
 
 def test_the_dataset_goes_to_dataloader_workers(export, model):

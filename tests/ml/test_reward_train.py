@@ -23,7 +23,7 @@ from ml.reward.config import ModelConfig, TrainConfig  # noqa: E402
 from ml.reward.evaluate import evaluate_checkpoint  # noqa: E402
 from ml.reward.tiny import build_tiny_backbone  # noqa: E402
 from ml.reward.train import checkpoint_dirs, latest_checkpoint, train  # noqa: E402
-from tests.ml.reward_data import colour_dataset  # noqa: E402
+from tests.ml.reward_data import COLOURS, colour_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PX = 112  # 16 visual tokens per image
@@ -130,6 +130,26 @@ def test_a_short_run_learns_to_match_colours(backbone, data, tmp_path):
     assert on_train["overall"]["ci95"][0] > 0.5
     assert on_train["1 edit"]["n"] + on_train["2-3 edits"]["n"] == on_train["pairs"] == 32
     assert set(on_train["by_relation"]) <= {"left_right", "front_behind", "above_below", "swap", "order"}
+
+
+def test_the_mismatch_term_learns_which_image_belongs_to_the_prompt(backbone, tmp_path):
+    # Four colours: another pair's winner is another colour three times in four.
+    data = colour_dataset(tmp_path / "pairs.parquet", train=32, colours=tuple(COLOURS))
+    settings = {"batch_size": 8, "lr": 1e-3, "warmup_steps": 5, "schedule": "constant", "eval_split": ""}
+    model = model_config(backbone, lora_dropout=0.0, head_dropout=0.0)  # no dropout masks shaped by the batch
+    plain = train(model, train_config(data, tmp_path / "plain", max_steps=2, **settings))
+    mixed = train(model, train_config(data, tmp_path / "mixed", max_steps=100, mismatch_weight=1.0, **settings))
+    # Step 1 starts from the same weights on the same pairs: the same pairwise loss; the extra term's gradient
+    # makes step 2 differ.
+    assert mixed["history"][0]["loss"] == pytest.approx(plain["history"][0]["loss"], abs=1e-6)
+    assert mixed["history"][1]["loss"] != pytest.approx(plain["history"][1]["loss"], abs=1e-6)
+    assert "mismatch_loss" not in plain["history"][0]
+    # The in-batch question (this prompt's image, or another pair's?) is learnt: its loss falls from log 2, and
+    # the pairwise loss with it.
+    mismatch = [h["mismatch_loss"] for h in mixed["history"]]
+    losses = [h["loss"] for h in mixed["history"]]
+    assert sum(mismatch[:10]) / 10 > 0.65 and sum(mismatch[-10:]) / 10 < 0.45, mismatch
+    assert sum(losses[:10]) / 10 > 0.65 and sum(losses[-10:]) / 10 < 0.4, losses
 
 
 def test_two_ddp_processes_agree_with_each_other_and_with_one_process(backbone, data, tmp_path):
