@@ -123,11 +123,12 @@ def make_dataset(args, out: Path) -> tuple[Path, dict]:
     settings = GeneratorSettings(count=args.prompts, seed=args.seed, min_objects=args.min_objects,
                                  max_objects=args.max_objects, min_relations=args.min_relations,
                                  max_relations=args.max_relations, style=args.style,
-                                 categories=tuple(args.categories))
+                                 categories=tuple(args.categories), colours=args.colours)
     prompt_set = prompt_set_generate(name=f"reward-learning prompts {tag}", settings=settings).prompt_set
     figures["prompts"] = prompt_set.prompts.count()
     print(f"prompt set {prompt_set.pk}: {figures['prompts']} generated prompts ({args.style}, "
-          f"{args.min_objects}-{args.max_objects} objects, {args.min_relations}-{args.max_relations} relations)")
+          f"{args.min_objects}-{args.max_objects} objects, {args.min_relations}-{args.max_relations} relations, "
+          f"colour words: {args.colours})")
 
     # 2. Perturbations with the platform's default rules: the paper's two subsets.
     ensure_default_rules(PerturbationRule)
@@ -274,12 +275,16 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
     def rows(n: int, split: str, rng: random.Random, start: int) -> list[dict]:
         out = []
         for i in range(n):
-            if kind in ("one-object", "colour-side"):
+            # "mixed": half colour-side, half two-objects (does the easier question lift the harder one?)
+            question = kind if kind != "mixed" else rng.choice(["colour-side", "two-objects"])
+            if question in ("one-object", "colour-side"):
                 colour, side = rng.choice(colours), rng.choice(["left", "right"])
                 left, right, y = rng.randrange(12, 44), rng.randrange(68, 100), rng.randrange(60, 100)
                 places = (left, right) if side == "left" else (right, left)
                 prompt, relation = f"A {colour} block is on the {side}.", f"{side}_of"
-                if kind == "one-object":
+                if kind == "mixed":
+                    relation = f"side_{side}"  # told apart from two-objects' left_of/right_of in the report
+                if question == "one-object":
                     chosen, rejected = (_blocks_png([(x, y, colour)]) for x in places)
                 else:  # a block of another colour stands on the other side
                     other, y2 = rng.choice([c for c in colours if c != colour]), rng.randrange(60, 100)
@@ -340,7 +345,8 @@ def train_and_evaluate(args, data: Path, out: Path) -> dict:
                                weight_decay=args.weight_decay, batch_size=args.batch_size,
                                max_steps=args.max_steps, max_seconds=args.minutes * 60, eval_every=args.eval_every,
                                eval_batch_size=32, max_eval_pairs=args.max_eval_pairs, save_every=0, keep_last=1,
-                               log_every=args.log_every, seed=args.seed, device="cpu")
+                               log_every=args.log_every, seed=args.seed, device="cpu",
+                               mismatch_weight=args.mismatch_weight)
     print(f"model: {json.dumps(to_dict(model_config))}")
     print(f"training: {json.dumps(to_dict(train_config))}")
 
@@ -361,10 +367,14 @@ def train_and_evaluate(args, data: Path, out: Path) -> dict:
                    "train_loss": round(last_train.get("window_loss", float("nan")), 4),
                    "train_accuracy": round(last_train.get("window_accuracy", float("nan")), 4),
                    "validation_loss": round(metrics["loss"], 4), "validation_accuracy": round(metrics["accuracy"], 4)}
+            if "window_mismatch_loss" in last_train:
+                row["train_mismatch_loss"] = round(last_train["window_mismatch_loss"], 4)
             curve.append(row)
             bar.write(f"step {row['step']:>5}  {row['elapsed_s']:>7.1f} s  train loss {row['train_loss']:.3f} "
                       f"acc {row['train_accuracy']:.3f}  |  validation loss {row['validation_loss']:.3f} "
-                      f"acc {row['validation_accuracy']:.3f} ({metrics['pairs']} pairs)")
+                      f"acc {row['validation_accuracy']:.3f} ({metrics['pairs']} pairs)"
+                      + (f"  |  mismatch loss {row['train_mismatch_loss']:.3f}" if "train_mismatch_loss" in row
+                         else ""))
 
     # The train accuracy in the curve is the mean over the steps since the previous evaluation.
     window: list[dict] = []
@@ -374,6 +384,8 @@ def train_and_evaluate(args, data: Path, out: Path) -> dict:
             window.append(metrics)
             metrics = {**metrics, "window_loss": sum(m["loss"] for m in window) / len(window),
                        "window_accuracy": sum(m["accuracy"] for m in window) / len(window)}
+            if "mismatch_loss" in metrics:
+                metrics["window_mismatch_loss"] = sum(m["mismatch_loss"] for m in window) / len(window)
         elif metrics["kind"] == "eval":
             window.clear()
         on_metrics(metrics)
@@ -480,13 +492,15 @@ def main() -> None:
     data.add_argument("--out", default="/tmp/reward-learning", help="Folder for the export, the run and results.")
     data.add_argument("--data", default="", help="Reuse this Parquet export instead of making a new dataset.")
     data.add_argument("--make-only", action="store_true", help="Make the dataset and stop.")
-    data.add_argument("--diagnostic", choices=["one-object", "colour-side", "two-objects"], default="",
+    data.add_argument("--diagnostic", choices=["one-object", "colour-side", "two-objects", "mixed"], default="",
                       help="Instead of platform data, train on a diagnostic question drawn directly (see "
                            "diagnostic_dataset): where one block is, where the block of a named colour is, or "
                            "which of two coloured blocks is left of the other.")
     data.add_argument("--prompts", type=int, default=6000, help="Generated prompts.")
     data.add_argument("--seeds", type=int, default=2, help="Pairs per perturbed prompt (renderer seeds).")
     data.add_argument("--style", default="short", choices=["short", "long"])
+    data.add_argument("--colours", default="some", choices=["some", "every"],
+                      help="The generator's colour words: some objects (as people write) or every object.")
     data.add_argument("--min-objects", type=int, default=2)
     data.add_argument("--max-objects", type=int, default=3)
     data.add_argument("--min-relations", type=int, default=1)
@@ -520,6 +534,9 @@ def main() -> None:
     model.add_argument("--train-vision", action=argparse.BooleanOptionalAction, default=True,
                        help="ModelConfig.train_vision: also train the (random, tiny) vision tower.")
     model.add_argument("--loss", default="bt", choices=["bt", "uncertainty"])
+    model.add_argument("--mismatch-weight", type=float, default=0.0,
+                       help="TrainConfig.mismatch_weight: the in-batch term (each prompt's winner image above "
+                            "another pair's winner image).")
     model.add_argument("--lr", type=float, default=3e-4)
     model.add_argument("--warmup", type=int, default=50)
     model.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])

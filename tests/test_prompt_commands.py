@@ -8,6 +8,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
+from ml.spatial.lexicon import COLOURS
 from ml.spatial.parser import parse
 from spatiallab.prompts.models import PerturbationRule, Prompt, PromptSet
 
@@ -67,6 +68,11 @@ def test_generate_honours_sizes_category_and_style():
         assert 2 <= stats["relations"] <= 3, row
     out, _ = run("generate_prompts", "--count", "2", "--category", "beach", "--category", "street")
     assert {row["category"] for row in jsonl(out)} <= {"beach", "street"}
+    out, _ = run("generate_prompts", "--count", "4", "--seed", "2", "--min-objects", "2", "--max-objects", "3",
+                 "--min-relations", "1", "--max-relations", "2", "--colours", "every")
+    for row in jsonl(out):
+        objects = parse(row["text"]).objects
+        assert all(len(set(o.attributes) & set(COLOURS)) == 1 for o in objects), row
 
 
 @pytest.mark.parametrize(

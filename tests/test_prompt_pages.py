@@ -244,6 +244,25 @@ def test_generator_form_stores_a_set_and_reports_duplicates(res_client):
     assert prompt_set.source == "generator"
     assert prompt_set.source_info["generator"]["seed"] == 7
     assert set(prompt_set.prompts.values_list("object_count", flat=True)) <= {3, 4}
+    assert prompt_set.source_info["generator"]["colours"] == "some"  # the default, with the field left out
+
+
+def test_generator_form_can_give_every_object_a_colour(res_client):
+    from ml.spatial import lexicon as lx
+    from ml.spatial.parser import parse
+
+    response = res_client.get(url("prompt-set-list"))
+    assert '<select name="colours"' in html(response)
+    response = res_client.post(url("prompt-set-generate"), {
+        "name": "Coloured", "count": 8, "seed": 3, "min_objects": 2, "max_objects": 3, "min_relations": 1,
+        "max_relations": 2, "style": "short", "colours": "every",
+    })
+    assert response.status_code == 302, html(response)[:2000]
+    prompt_set = PromptSet.objects.get(name="Coloured")
+    assert prompt_set.source_info["generator"]["colours"] == "every"
+    for text in prompt_set.prompts.values_list("text", flat=True):
+        objects = parse(text).objects
+        assert all(set(o.attributes) & set(lx.COLOURS) for o in objects), text
 
 
 def test_generator_form_names_the_bad_field_and_stores_nothing(res_client):
@@ -253,6 +272,7 @@ def test_generator_form_names_the_bad_field_and_stores_nothing(res_client):
             "max_relations": 3, "style": "long", "categories": [CATEGORIES[0]]}
     for change, field in [({"min_objects": 6}, "max_objects"), ({"count": 0}, "count"),
                           ({"categories": ["moon base"]}, "categories"), ({"style": "poem"}, "style"),
+                          ({"colours": "rainbow"}, "colours"),
                           ({"min_relations": 5}, "max_relations")]:
         response = res_client.post(url("prompt-set-generate"), {**base, **change})
         assert response.status_code == 400, change

@@ -80,8 +80,10 @@ class TestPromptSets:
 
     def test_generator_settings_are_validated_field_by_field(self):
         with pytest.raises(ValidationError) as info:
-            GeneratorSettings(count=0, min_objects=5, max_objects=3, categories=("moon",), style="epic").validate()
-        assert set(info.value.message_dict) == {"count", "max_objects", "categories", "style"}
+            GeneratorSettings(count=0, min_objects=5, max_objects=3, categories=("moon",), style="epic",
+                              colours="rainbow").validate()
+        assert set(info.value.message_dict) == {"count", "max_objects", "categories", "style", "colours"}
+        assert info.value.message_dict["colours"] == ["must be one of 'some', 'every'."]
 
 
 @pytest.mark.django_db

@@ -82,6 +82,11 @@ FILLERS = (
     "Everything has crisp edges and rich texture.",
 )
 
+COLOUR_MODES = ("some", "every")
+# Colour words for colours="every": one per hue, none that reads as the renderer's sky or floor ("white",
+# "beige") or nearly repeats another ("gray", "gold", "silver"); as many as the most objects a prompt has.
+DISTINCT_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "grey", "teal",
+                    "navy")
 _COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
 _BINARY_AXES = ("horizontal", "depth", "vertical", "support", "next_to")
 _AXIS_WEIGHTS = (4.0, 2.0, 1.5, 1.5, 1.0)
@@ -123,12 +128,19 @@ def max_relations(n_objects: int) -> int:
 
 
 def generate_prompt(*, seed: int, n_objects: int = 4, n_relations: int = 4, category: str | None = None,
-                    style: str = "long") -> GeneratedPrompt:
-    """One prompt with exactly `n_objects` objects (each in at least one relation) and `n_relations` relations."""
-    _validate(seed=seed, n_objects=n_objects, n_relations=n_relations, category=category, style=style)
+                    style: str = "long", colours: str = "some") -> GeneratedPrompt:
+    """One prompt with exactly `n_objects` objects (each in at least one relation) and `n_relations` relations.
+
+    colours: "some" (about a third of the objects carry a colour word, as people write) or "every" (each object
+    has a colour word of its own, sizes kept, materials dropped: things are told apart by colour as well as by
+    name, a renderer draws them in that colour)."""
+    _validate(seed=seed, n_objects=n_objects, n_relations=n_relations, category=category, style=style,
+              colours=colours)
     rng = random.Random(seed)
     category = category if category is not None else CATEGORIES[rng.randrange(len(CATEGORIES))]
     objects = _choose_objects(rng, category, n_objects)
+    if colours == "every":
+        objects = _colour_every(rng, objects)
     relations = _plan_relations(rng, objects, n_relations, style)
     # A long prompt with many attribute words can run past 120 words: draw again with fewer attributes.
     for attempt in range(8):
@@ -137,8 +149,12 @@ def generate_prompt(*, seed: int, n_objects: int = 4, n_relations: int = 4, cate
         if style == "short" or LONG_WORDS[0] <= words <= LONG_WORDS[1]:
             return GeneratedPrompt(text=text, graph=graph, category=category, style=style, seed=seed)
         if attempt >= 2:
-            objects = [_Obj(o.name, o.plural, o.attributes[:1] if attempt < 5 else (), o.count if attempt < 5 else 1,
-                            o.ranks) for o in objects]
+            if colours == "every":  # the colour word stays: drop size words, then counts
+                objects = [_Obj(o.name, o.plural, o.attributes[-1:], o.count if attempt < 5 else 1, o.ranks)
+                           for o in objects]
+            else:
+                objects = [_Obj(o.name, o.plural, o.attributes[:1] if attempt < 5 else (),
+                                o.count if attempt < 5 else 1, o.ranks) for o in objects]
             objects = _distinct(objects)
     raise ValueError(f"cannot write {n_relations} relations about {n_objects} objects in "
                      f"{LONG_WORDS[0]}-{LONG_WORDS[1]} words (seed {seed})")
@@ -162,7 +178,7 @@ def _validate_seed(seed) -> None:
         raise ValueError(f"seed must be an integer, got {seed!r}")
 
 
-def _validate(*, seed, n_objects, n_relations, category, style) -> None:
+def _validate(*, seed, n_objects, n_relations, category, style, colours="some") -> None:
     _validate_seed(seed)
     for name, value, low, high in (("n_objects", n_objects, MIN_OBJECTS, MAX_OBJECTS),
                                    ("n_relations", n_relations, MIN_RELATIONS, MAX_RELATIONS)):
@@ -178,6 +194,8 @@ def _validate(*, seed, n_objects, n_relations, category, style) -> None:
                          f"n_objects={n_objects}")
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if colours not in COLOUR_MODES:
+        raise ValueError(f"colours must be one of {', '.join(COLOUR_MODES)}, got {colours!r}")
 
 
 # --- objects and layout -----------------------------------------------------------------------------------
@@ -223,6 +241,13 @@ def _choose_objects(rng: random.Random, category: str, n: int) -> list[_Obj]:
         objects[0] = _Obj(first.name, first.plural, (colours[0],), first.count, first.ranks)
         objects[-1] = _Obj(last.name, last.plural, (colours[1],), last.count, last.ranks)
     return _distinct(objects)
+
+
+def _colour_every(rng: random.Random, objects: list[_Obj]) -> list[_Obj]:
+    """Every object gets a colour word of its own (after its size word, if any); materials are dropped."""
+    palette = rng.sample(DISTINCT_COLOURS, len(objects))
+    return [_Obj(obj.name, obj.plural, tuple(a for a in obj.attributes if a in lx.SIZES) + (colour,), obj.count,
+                 obj.ranks) for obj, colour in zip(objects, palette, strict=True)]
 
 
 def _distinct(objects: list[_Obj]) -> list[_Obj]:

@@ -53,6 +53,27 @@ def test_same_seed_same_prompt_and_other_seeds_differ():
     assert len(texts) == 20
 
 
+def test_colours_every_gives_each_object_a_colour_word_of_its_own():
+    from ml.spatial.generator import DISTINCT_COLOURS
+
+    for seed in range(60):
+        n_objects = 2 + seed % 5
+        prompt = generate_prompt(seed=seed, n_objects=n_objects, n_relations=min(2, max_relations(n_objects)),
+                                 style="short" if seed % 2 else "long", colours="every")
+        colours = [[a for a in o.attributes if a in lx.COLOURS] for o in prompt.graph.objects]
+        assert all(len(c) == 1 and c[0] in DISTINCT_COLOURS for c in colours), prompt.text
+        assert len({c[0] for c in colours}) == n_objects, prompt.text  # a colour of its own
+        assert not any(a in lx.MATERIALS for o in prompt.graph.objects for a in o.attributes)
+        reparsed = parse(prompt.text)  # the text says it: the parser reads the same colours back
+        assert sorted(o.key for o in reparsed.objects) == sorted(o.key for o in prompt.graph.objects), prompt.text
+    # The default is unchanged by the option's existence: most objects carry no colour word.
+    plain = sample(100)
+    coloured = sum(bool(set(o.attributes) & set(lx.COLOURS)) for p in plain for o in p.graph.objects)
+    assert coloured < 0.5 * sum(len(p.graph.objects) for p in plain)
+    with pytest.raises(ValueError, match="colours must be one of some, every, got 'all'"):
+        generate_prompt(seed=1, n_objects=2, n_relations=1, colours="all")
+
+
 def test_prompt_records_its_arguments():
     prompt = generate_prompt(seed=3, n_objects=4, n_relations=5, category="kitchen", style="short")
     assert (prompt.category, prompt.style, prompt.seed) == ("kitchen", "short", 3)

@@ -16,7 +16,7 @@ from importlib import resources
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from ml.spatial.generator import CATEGORIES, generate_prompt
+from ml.spatial.generator import CATEGORIES, COLOUR_MODES, generate_prompt
 from ml.spatial.graph import SceneGraph
 from ml.spatial.parser import parse
 from ml.spatial.perturb import Perturbation, PerturbationError, Rule, perturb
@@ -161,6 +161,10 @@ def prompt_set_create_from_file(
     )
 
 
+COLOURS_HELP = ("Colour words: some (about a third of the objects, as people write) or every (each object its own "
+                "colour word, so things are told apart by colour as well as by name).")
+
+
 @dataclass(frozen=True)
 class GeneratorSettings:
     count: int
@@ -171,6 +175,7 @@ class GeneratorSettings:
     max_relations: int = 7
     categories: tuple[str, ...] = ()
     style: str = "long"
+    colours: str = "some"
 
     def validate(self) -> None:
         errors = {}
@@ -185,6 +190,8 @@ class GeneratorSettings:
             errors["categories"] = f"unknown: {', '.join(unknown)}; known: {', '.join(CATEGORIES)}."
         if self.style not in ("short", "long"):
             errors["style"] = "must be 'short' or 'long'."
+        if self.colours not in COLOUR_MODES:
+            errors["colours"] = f"must be one of {', '.join(repr(mode) for mode in COLOUR_MODES)}."
         if errors:
             raise ValidationError(errors)
 
@@ -202,7 +209,7 @@ def generated_prompts(settings: GeneratorSettings) -> Iterable[IncomingPrompt]:
         while generated is None:
             try:
                 generated = generate_prompt(seed=rng.getrandbits(48), n_objects=n_objects, n_relations=n_relations,
-                                            category=category, style=settings.style)
+                                            category=category, style=settings.style, colours=settings.colours)
             except ValueError:
                 if n_relations == 1:
                     raise

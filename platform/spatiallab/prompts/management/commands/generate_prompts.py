@@ -5,7 +5,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from ml.spatial.generator import COLOUR_MODES
 from spatiallab.prompts.services import (
+    COLOURS_HELP,
     GeneratorSettings,
     generated_prompts,
     prompt_set_generate,
@@ -32,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--category", action="append", default=[], metavar="CATEGORY",
                             help="Scene category, comma-separated or repeated; default: all.")
         parser.add_argument("--style", choices=["short", "long"], default=DEFAULTS.style)
+        parser.add_argument("--colours", choices=COLOUR_MODES, default=DEFAULTS.colours, help=COLOURS_HELP)
         parser.add_argument("--save", metavar="NAME", help="Store the prompts as a prompt set with this name.")
         parser.add_argument("--description", default="", help="Description of the saved prompt set.")
 
@@ -41,6 +44,7 @@ class Command(BaseCommand):
             count=options["count"], seed=options["seed"], min_objects=options["min_objects"],
             max_objects=options["max_objects"], min_relations=options["min_relations"],
             max_relations=options["max_relations"], categories=categories, style=options["style"],
+            colours=options["colours"],
         )
         try:
             settings.validate()
