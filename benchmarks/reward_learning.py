@@ -257,7 +257,7 @@ def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112) -> bytes:
 
 
 def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0) -> Path:
-    """Pairs in the export's Parquet layout for three diagnostic questions (docs/reward_learning.md):
+    """Pairs in the export's Parquet layout for the diagnostic questions (docs/reward_learning.md):
 
     one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
         where the object is and tie it to the word left/right (no object identity needed).
@@ -265,12 +265,18 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
         blocks. A score has to find the named colour and read where it is: identity and position together.
     two-objects: "A red block is left of a blue block." (or right of). The loser swaps the two blocks' places. A
         score has to find each named colour and compare their places: identity (by colour, not shape) and position.
+    mixed: half colour-side, half two-objects (colour-side's relations reported as side_left / side_right).
+    two-objects-nouns: two-objects with the blocks called by the kitchen's 14 object names ("A red mug is left of a
+        blue kettle."): the same pictures, 11,760 prompts instead of 60.
     """
     import random
 
+    from ml.spatial import lexicon as lx
+    from ml.spatial.generator import indefinite_article
     from tests.ml.reward_data import write_pairs  # the export's Parquet schema, as the ml tests write it
 
     colours = sorted(BLOCK_COLOURS)
+    nouns = [name for name, _ in lx.SCENES["kitchen"]]
 
     def rows(n: int, split: str, rng: random.Random, start: int) -> list[dict]:
         out = []
@@ -292,6 +298,7 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                                         for x, x_other in (places, places[::-1]))
             else:
                 a, b = rng.sample(colours, 2)
+                noun_a, noun_b = rng.sample(nouns, 2) if question == "two-objects-nouns" else ("block", "block")
                 relation = rng.choice(["left_of", "right_of"])
                 xs = sorted(rng.sample(range(14, 98, 4), 2))
                 while xs[1] - xs[0] < 24:
@@ -299,6 +306,9 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                 xa, xb = xs if relation == "left_of" else xs[::-1]
                 ya, yb = rng.randrange(60, 100), rng.randrange(60, 100)
                 prompt = f"A {a} block is {relation.replace('_', ' ')} a {b} block."
+                if question == "two-objects-nouns":
+                    prompt = (f"{indefinite_article(a).capitalize()} {a} {noun_a} is {relation.replace('_', ' ')} "
+                              f"{indefinite_article(b)} {b} {noun_b}.")
                 chosen = _blocks_png([(xa, ya, a), (xb, yb, b)])
                 rejected = _blocks_png([(xb, ya, a), (xa, yb, b)])
             pair_id = start + i
@@ -318,15 +328,11 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
 # --- Training and evaluation ----------------------------------------------------------------------------------
 
 
-def train_and_evaluate(args, data: Path, out: Path) -> dict:
-    import torch
-
-    from ml.reward.config import ModelConfig, TrainConfig, to_dict
-    from ml.reward.evaluate import evaluate_checkpoint
+def model_settings(args, data: Path, out: Path):
+    """The tiny backbone (built under out/backbone) and the ModelConfig the benchmark trains."""
+    from ml.reward.config import ModelConfig
     from ml.reward.tiny import build_tiny_backbone
-    from ml.reward.train import train
 
-    torch.set_num_threads(args.threads)
     corpus = None
     if args.tokenizer == "corpus":  # the training split's texts only: nothing of the test split leaks into it
         import pyarrow.parquet as pq
@@ -340,6 +346,47 @@ def train_and_evaluate(args, data: Path, out: Path) -> dict:
                                head_hidden=args.head_hidden,
                                min_pixels=args.pixels ** 2, max_pixels=args.pixels ** 2,
                                train_vision=args.train_vision)
+    return model_config
+
+
+def init_probe(args, data: Path, out: Path, pairs: int = 96) -> dict:
+    """How much the untrained score depends on the image: mean |mu| differences, under each training pair's own
+    prompt, between its winner and loser, and between its winner and the next pair's winner (the mismatch term's
+    question); and between two prompts on the same image. A plateau starts where the first two are tiny."""
+    import torch
+
+    from ml.reward.data import PreferencePairs
+    from ml.reward.model import SpatialScore
+    from ml.reward.train import seed_all
+
+    torch.set_num_threads(args.threads)
+    model_config = model_settings(args, data, out)
+    seed_all(args.seed)
+    model = SpatialScore.from_pretrained(model_config.backbone, model_config, device=torch.device("cpu"))
+    dataset = PreferencePairs(data, "train", limit=pairs)
+    items = [dataset[i] for i in range(len(dataset))]
+    others = items[1:] + items[:1]
+    prompts = [item.prompt for item in items]
+    mu = model.score(prompts * 3 + [other.prompt for other in others],
+                     [i.chosen for i in items] + [i.rejected for i in items] + [o.chosen for o in others]
+                     + [i.chosen for i in items], batch_size=32).reshape(4, -1)
+    figures = {"pairs": len(items), "winner_vs_loser": (mu[0] - mu[1]).abs().mean().item(),
+               "winner_vs_other_image": (mu[0] - mu[2]).abs().mean().item(),
+               "other_prompt_same_image": (mu[0] - mu[3]).abs().mean().item(), "score_std": mu.std().item()}
+    print("untrained score, mean |difference|: " + ", ".join(f"{k} {v:.5f}" for k, v in figures.items()
+                                                              if k != "pairs") + f" ({len(items)} pairs)")
+    return figures
+
+
+def train_and_evaluate(args, data: Path, out: Path) -> dict:
+    import torch
+
+    from ml.reward.config import TrainConfig, to_dict
+    from ml.reward.evaluate import evaluate_checkpoint
+    from ml.reward.train import train
+
+    torch.set_num_threads(args.threads)
+    model_config = model_settings(args, data, out)
     train_config = TrainConfig(data=str(data), output_dir=str(out / "run"), loss=args.loss, lr=args.lr,
                                warmup_steps=args.warmup, schedule=args.schedule, min_lr_ratio=args.min_lr_ratio,
                                weight_decay=args.weight_decay, batch_size=args.batch_size,
@@ -492,7 +539,10 @@ def main() -> None:
     data.add_argument("--out", default="/tmp/reward-learning", help="Folder for the export, the run and results.")
     data.add_argument("--data", default="", help="Reuse this Parquet export instead of making a new dataset.")
     data.add_argument("--make-only", action="store_true", help="Make the dataset and stop.")
-    data.add_argument("--diagnostic", choices=["one-object", "colour-side", "two-objects", "mixed"], default="",
+    data.add_argument("--init-probe", action="store_true",
+                      help="Instead of training, print how much the untrained score depends on the image.")
+    data.add_argument("--diagnostic", choices=["one-object", "colour-side", "two-objects", "mixed",
+                                                      "two-objects-nouns"], default="",
                       help="Instead of platform data, train on a diagnostic question drawn directly (see "
                            "diagnostic_dataset): where one block is, where the block of a named colour is, or "
                            "which of two coloured blocks is left of the other.")
@@ -589,6 +639,10 @@ def main() -> None:
         data_path, result["dataset"] = make_dataset(args, out)
     if args.make_only:
         (out / "dataset.json").write_text(json.dumps(result, indent=1, default=str))
+        return
+    if args.init_probe:
+        result["init_probe"] = init_probe(args, data_path, out)
+        (out / "init_probe.json").write_text(json.dumps(result, indent=1, default=str))
         return
     result["training"] = train_and_evaluate(args, data_path, out)
     write_outputs(out, result)

@@ -12,8 +12,8 @@ MODEL_DEFAULTS: dict = {
 }
 
 TRAIN_DEFAULTS: dict = {
-    "train_split": "train", "eval_split": "validation", "loss": "bt", "mc_samples": 64, "lr": 2e-6,
-    "weight_decay": 0.0, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.0, "batch_size": 4,
+    "train_split": "train", "eval_split": "validation", "loss": "bt", "mc_samples": 64, "mismatch_weight": 0.0,
+    "lr": 2e-6, "weight_decay": 0.0, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.0, "batch_size": 4,
     "grad_accum": 1, "max_grad_norm": 1.0, "bf16": True, "gradient_checkpointing": False, "eval_every": 200,
     "eval_batch_size": 8, "max_eval_pairs": 0, "save_every": 200, "keep_last": 3, "log_every": 10, "seed": 0,
     "max_steps": 0, "max_seconds": 0.0, "epochs": 1.0, "num_workers": 0, "device": "auto",

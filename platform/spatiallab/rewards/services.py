@@ -35,7 +35,8 @@ MANAGED_FIELDS = {"model": ("backbone",), "train": ("data", "output_dir", "resum
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "lora_rank": (1, 1024), "lora_alpha": (0.0, 10_000.0), "lora_dropout": (0.0, 0.9), "head_hidden": (1, 4096),
     "head_dropout": (0.0, 0.9), "min_pixels": (1, 10_000_000), "max_pixels": (1, 10_000_000),
-    "mc_samples": (1, 4096), "lr": (0.0, 1.0), "weight_decay": (0.0, 1.0), "warmup_steps": (0, 1_000_000),
+    "mc_samples": (1, 4096), "mismatch_weight": (0.0, 100.0), "lr": (0.0, 1.0), "weight_decay": (0.0, 1.0),
+    "warmup_steps": (0, 1_000_000),
     "min_lr_ratio": (0.0, 1.0), "batch_size": (1, 1024), "grad_accum": (1, 1024), "max_grad_norm": (0.0, 1e6),
     "eval_every": (0, 1_000_000), "eval_batch_size": (1, 1024), "max_eval_pairs": (0, 100_000_000),
     "save_every": (0, 1_000_000), "keep_last": (1, 1000), "log_every": (1, 1_000_000), "seed": (0, 2**31 - 1),
