@@ -240,8 +240,8 @@ BLOCK_COLOURS = {"red": (204, 46, 46), "blue": (48, 96, 204), "green": (58, 158,
                  "purple": (132, 70, 172), "orange": (236, 130, 34)}
 
 
-def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112) -> bytes:
-    """Sky, floor (the renderer's colours and horizon) and 21 px square blocks centred at (x, y)."""
+def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112, block: int = 21) -> bytes:
+    """Sky, floor (the renderer's colours and horizon) and `block` px square blocks centred at (x, y)."""
     import io
 
     from PIL import Image, ImageDraw
@@ -250,13 +250,15 @@ def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112) -> bytes:
     draw = ImageDraw.Draw(image)
     draw.rectangle([0, int(size * 0.42), size, size], fill=(236, 228, 211))
     for x, y, colour in blocks:
-        draw.rectangle([x - 10, y - 10, x + 10, y + 10], fill=BLOCK_COLOURS[colour])
+        half = block // 2
+        draw.rectangle([x - half, y - half, x - half + block - 1, y - half + block - 1], fill=BLOCK_COLOURS[colour])
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0) -> Path:
+def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0,
+                       block: int = 21) -> Path:
     """Pairs in the export's Parquet layout for the diagnostic questions (docs/reward_learning.md):
 
     one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
@@ -291,10 +293,10 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                 if kind == "mixed":
                     relation = f"side_{side}"  # told apart from two-objects' left_of/right_of in the report
                 if question == "one-object":
-                    chosen, rejected = (_blocks_png([(x, y, colour)]) for x in places)
+                    chosen, rejected = (_blocks_png([(x, y, colour)], block=block) for x in places)
                 else:  # a block of another colour stands on the other side
                     other, y2 = rng.choice([c for c in colours if c != colour]), rng.randrange(60, 100)
-                    chosen, rejected = (_blocks_png([(x, y, colour), (x_other, y2, other)])
+                    chosen, rejected = (_blocks_png([(x, y, colour), (x_other, y2, other)], block=block)
                                         for x, x_other in (places, places[::-1]))
             else:
                 a, b = rng.sample(colours, 2)
@@ -309,8 +311,8 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                 if question == "two-objects-nouns":
                     prompt = (f"{indefinite_article(a).capitalize()} {a} {noun_a} is {relation.replace('_', ' ')} "
                               f"{indefinite_article(b)} {b} {noun_b}.")
-                chosen = _blocks_png([(xa, ya, a), (xb, yb, b)])
-                rejected = _blocks_png([(xb, ya, a), (xa, yb, b)])
+                chosen = _blocks_png([(xa, ya, a), (xb, yb, b)], block=block)
+                rejected = _blocks_png([(xb, ya, a), (xa, yb, b)], block=block)
             pair_id = start + i
             out.append({"prompt": prompt, "chosen": {"bytes": chosen, "path": f"images/{pair_id}-w.png"},
                         "rejected": {"bytes": rejected, "path": f"images/{pair_id}-l.png"},
@@ -490,21 +492,26 @@ def plot_runs(results: list[Path], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     for result_path in results:
         result = json.loads(Path(result_path).read_text())
         curve = result["training"]["curve"]
-        label = result["dataset"].get("diagnostic") or "platform data"
+        run = result["args"]
+        label = result["dataset"].get("diagnostic") or (f"platform data ({Path(run['data']).parent.name})"
+                                                        if run.get("data") else "platform data")
+        if result["dataset"].get("diagnostic") and run.get("block", 21) != 21:
+            label += f", {run['block']} px blocks"
+        if run.get("mismatch_weight"):
+            label += f", mismatch {run['mismatch_weight']:g}"
         test = result["training"]["test"]["overall"]["accuracy"]
         ax.plot([row["step"] for row in curve], [row["validation_accuracy"] for row in curve], marker=".",
-                label=f"{label} (lr {result['args']['lr']:g}, {result['args']['threads']} thread(s), "
-                      f"{result['training']['steps']} steps; test {test:.3f})")
+                label=f"{label} (lr {run['lr']:g}, {result['training']['steps']} steps; test {test:.3f})")
     ax.axhline(0.9, color="grey", linestyle=":", label="goal 0.90")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8, label="chance")
     ax.set_xlabel("training step (8 pairs)")
     ax.set_ylabel("validation pairwise accuracy")
     ax.set_ylim(0.35, 1.02)
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
@@ -546,6 +553,7 @@ def main() -> None:
                       help="Instead of platform data, train on a diagnostic question drawn directly (see "
                            "diagnostic_dataset): where one block is, where the block of a named colour is, or "
                            "which of two coloured blocks is left of the other.")
+    data.add_argument("--block", type=int, default=21, help="Side of the diagnostic questions' blocks (px).")
     data.add_argument("--prompts", type=int, default=6000, help="Generated prompts.")
     data.add_argument("--seeds", type=int, default=2, help="Pairs per perturbed prompt (renderer seeds).")
     data.add_argument("--style", default="short", choices=["short", "long"])
@@ -621,7 +629,8 @@ def main() -> None:
                                                       "python": platform.python_version(),
                                                       "torch": torch.__version__}}
     if args.diagnostic:
-        data_path = diagnostic_dataset(args.diagnostic, out / f"diagnostic-{args.diagnostic}.parquet", seed=args.seed)
+        data_path = diagnostic_dataset(args.diagnostic, out / f"diagnostic-{args.diagnostic}.parquet", seed=args.seed,
+                                       block=args.block)
         result["dataset"] = {"diagnostic": args.diagnostic, "export": {"path": str(data_path)},
                              "splits": split_counts(data_path)}
         print(f"diagnostic data ({args.diagnostic}, drawn directly, not made by the platform): "

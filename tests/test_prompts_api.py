@@ -210,7 +210,7 @@ def test_generate_creates_a_deterministic_prompt_set(api):
     assert first.status_code == 201, first.content
     body = first.json()
     assert (body["source"], body["created"] + body["duplicates"]) == ("generator", 6)
-    assert body["source_info"]["generator"] == settings
+    assert body["source_info"]["generator"] == {**settings, "colours": "some"}  # the default, recorded
     second = api.post(f"{SETS}generate/", {"name": "Gen B", **settings}, format="json")
     assert second.status_code == 201
 
@@ -221,6 +221,21 @@ def test_generate_creates_a_deterministic_prompt_set(api):
     for prompt in Prompt.objects.filter(prompt_set_id=body["id"]):
         assert 2 <= prompt.relation_count <= 4, prompt.text
         assert 3 <= prompt.object_count <= 5, prompt.text
+
+
+def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
+    from ml.spatial.lexicon import COLOURS
+    from ml.spatial.parser import parse
+
+    settings = {"count": 4, "seed": 5, "min_objects": 2, "max_objects": 3, "min_relations": 1, "max_relations": 2,
+                "style": "short", "colours": "every"}
+    response = api.post(f"{SETS}generate/", {"name": "Coloured", **settings}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["source_info"]["generator"]["colours"] == "every"
+    for text in Prompt.objects.filter(prompt_set_id=response.json()["id"]).values_list("text", flat=True):
+        assert all(len(set(o.attributes) & set(COLOURS)) == 1 for o in parse(text).objects), text
+    refused = api.post(f"{SETS}generate/", {"name": "Rainbow", **settings, "colours": "rainbow"}, format="json")
+    assert refused.status_code == 400 and "colours" in refused.json(), refused.content
 
 
 @pytest.mark.parametrize(
