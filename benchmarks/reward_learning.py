@@ -511,9 +511,9 @@ def plot_runs(results: list[Path], path: Path) -> None:
     ax.set_xlabel("training step (8 pairs)")
     ax.set_ylabel("validation pairwise accuracy")
     ax.set_ylim(0.35, 1.02)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)  # below: no line hidden
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"plot: {path}")
 
 
