@@ -307,10 +307,12 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                     xs = sorted(rng.sample(range(14, 98, 4), 2))
                 xa, xb = xs if relation == "left_of" else xs[::-1]
                 ya, yb = rng.randrange(60, 100), rng.randrange(60, 100)
-                prompt = f"A {a} block is {relation.replace('_', ' ')} a {b} block."
+                words = relation.replace("_", " ")
                 if question == "two-objects-nouns":
-                    prompt = (f"{indefinite_article(a).capitalize()} {a} {noun_a} is {relation.replace('_', ' ')} "
+                    prompt = (f"{indefinite_article(a).capitalize()} {a} {noun_a} is {words} "
                               f"{indefinite_article(b)} {b} {noun_b}.")
+                else:  # "A orange block" kept as it was, so earlier runs' data stays the same
+                    prompt = f"A {a} block is {words} a {b} block."
                 chosen = _blocks_png([(xa, ya, a), (xb, yb, b)], block=block)
                 rejected = _blocks_png([(xb, ya, a), (xa, yb, b)], block=block)
             pair_id = start + i
@@ -331,7 +333,7 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
 
 
 def model_settings(args, data: Path, out: Path):
-    """The tiny backbone (built under out/backbone) and the ModelConfig the benchmark trains."""
+    """Builds the tiny backbone under out/backbone and returns the ModelConfig the benchmark trains with it."""
     from ml.reward.config import ModelConfig
     from ml.reward.tiny import build_tiny_backbone
 
