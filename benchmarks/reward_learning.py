@@ -123,12 +123,12 @@ def make_dataset(args, out: Path) -> tuple[Path, dict]:
     settings = GeneratorSettings(count=args.prompts, seed=args.seed, min_objects=args.min_objects,
                                  max_objects=args.max_objects, min_relations=args.min_relations,
                                  max_relations=args.max_relations, style=args.style,
-                                 categories=tuple(args.categories), colours=args.colours)
+                                 categories=tuple(args.categories), colours=args.colours, axes=tuple(args.axes))
     prompt_set = prompt_set_generate(name=f"reward-learning prompts {tag}", settings=settings).prompt_set
     figures["prompts"] = prompt_set.prompts.count()
     print(f"prompt set {prompt_set.pk}: {figures['prompts']} generated prompts ({args.style}, "
           f"{args.min_objects}-{args.max_objects} objects, {args.min_relations}-{args.max_relations} relations, "
-          f"colour words: {args.colours})")
+          f"colour words: {args.colours}, axes: {' '.join(args.axes)})")
 
     # 2. Perturbations with the platform's default rules: the paper's two subsets.
     ensure_default_rules(PerturbationRule)
@@ -147,6 +147,7 @@ def make_dataset(args, out: Path) -> tuple[Path, dict]:
     generator = generator_create(name=f"reward-learning renderer {tag}", backend="scene-renderer",
                                  settings={"width": args.image_size, "height": args.image_size,
                                            "break_fraction": args.break_fraction, "labels": args.labels,
+                                           "object_scale": args.object_scale,
                                            "batch_size": 64, "image_format": "png"})
     job = job_create(kind="generate_pairs", params={"prompt_set": prompt_set.pk, "generators": [generator.pk],
                                                     "seeds": args.seeds, "seed": args.seed})
@@ -257,8 +258,21 @@ def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112, block: int 
     return buffer.getvalue()
 
 
+def _rendered_png(prompt: str, seed: int, object_scale: float) -> bytes:
+    """The prompt drawn by the platform's scene renderer (112 px, no labels), PNG-encoded."""
+    import io
+
+    from ml.render.scene import render_scene
+    from ml.spatial.parser import parse
+
+    buffer = io.BytesIO()
+    render_scene(parse(prompt), seed=seed, width=112, height=112, labels=False,
+                 object_scale=object_scale).image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0,
-                       block: int = 21) -> Path:
+                       block: int = 21, object_scale: float = 1.0) -> Path:
     """Pairs in the export's Parquet layout for the diagnostic questions (docs/reward_learning.md):
 
     one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
@@ -270,6 +284,9 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
     mixed: half colour-side, half two-objects (colour-side's relations reported as side_left / side_right).
     two-objects-nouns: two-objects with the blocks called by the kitchen's 14 object names ("A red mug is left of a
         blue kettle."): the same pictures, 11,760 prompts instead of 60.
+    two-objects-rendered: two-objects-nouns' prompts drawn by the scene renderer (its shapes, sizes, depths and
+        colour jitter; `object_scale`); the loser is the renderer's picture of the prompt with the objects swapped
+        ("A blue kettle is left of a red mug."), with the same seed, as the platform makes its pairs.
     """
     import random
 
@@ -300,7 +317,7 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                                         for x, x_other in (places, places[::-1]))
             else:
                 a, b = rng.sample(colours, 2)
-                noun_a, noun_b = rng.sample(nouns, 2) if question == "two-objects-nouns" else ("block", "block")
+                noun_a, noun_b = rng.sample(nouns, 2) if question != "two-objects" else ("block", "block")
                 relation = rng.choice(["left_of", "right_of"])
                 xs = sorted(rng.sample(range(14, 98, 4), 2))
                 while xs[1] - xs[0] < 24:
@@ -308,13 +325,18 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                 xa, xb = xs if relation == "left_of" else xs[::-1]
                 ya, yb = rng.randrange(60, 100), rng.randrange(60, 100)
                 words = relation.replace("_", " ")
-                if question == "two-objects-nouns":
+                if question != "two-objects":
                     prompt = (f"{indefinite_article(a).capitalize()} {a} {noun_a} is {words} "
                               f"{indefinite_article(b)} {b} {noun_b}.")
                 else:  # "A orange block" kept as it was, so earlier runs' data stays the same
                     prompt = f"A {a} block is {words} a {b} block."
-                chosen = _blocks_png([(xa, ya, a), (xb, yb, b)], block=block)
-                rejected = _blocks_png([(xb, ya, a), (xa, yb, b)], block=block)
+                if question == "two-objects-rendered":
+                    swapped = (f"{indefinite_article(b).capitalize()} {b} {noun_b} is {words} "
+                               f"{indefinite_article(a)} {a} {noun_a}.")
+                    chosen, rejected = (_rendered_png(text, start + i, object_scale) for text in (prompt, swapped))
+                else:
+                    chosen = _blocks_png([(xa, ya, a), (xb, yb, b)], block=block)
+                    rejected = _blocks_png([(xb, ya, a), (xa, yb, b)], block=block)
             pair_id = start + i
             out.append({"prompt": prompt, "chosen": {"bytes": chosen, "path": f"images/{pair_id}-w.png"},
                         "rejected": {"bytes": rejected, "path": f"images/{pair_id}-l.png"},
@@ -551,7 +573,7 @@ def main() -> None:
     data.add_argument("--init-probe", action="store_true",
                       help="Instead of training, print how much the untrained score depends on the image.")
     data.add_argument("--diagnostic", choices=["one-object", "colour-side", "two-objects", "mixed",
-                                                      "two-objects-nouns"], default="",
+                                                      "two-objects-nouns", "two-objects-rendered"], default="",
                       help="Instead of platform data, train on a diagnostic question drawn directly (see "
                            "diagnostic_dataset): where one block is, where the block of a named colour is, or "
                            "which of two coloured blocks is left of the other.")
@@ -561,6 +583,9 @@ def main() -> None:
     data.add_argument("--style", default="short", choices=["short", "long"])
     data.add_argument("--colours", default="some", choices=["some", "every"],
                       help="The generator's colour words: some objects (as people write) or every object.")
+    data.add_argument("--axes", nargs="+", default=["horizontal", "depth", "vertical"],
+                      choices=["horizontal", "depth", "vertical"], help="Directions the generated relations use.")
+    data.add_argument("--object-scale", type=float, default=1.0, help="The scene renderer's object size factor.")
     data.add_argument("--min-objects", type=int, default=2)
     data.add_argument("--max-objects", type=int, default=3)
     data.add_argument("--min-relations", type=int, default=1)
@@ -632,7 +657,7 @@ def main() -> None:
                                                       "torch": torch.__version__}}
     if args.diagnostic:
         data_path = diagnostic_dataset(args.diagnostic, out / f"diagnostic-{args.diagnostic}.parquet", seed=args.seed,
-                                       block=args.block)
+                                       block=args.block, object_scale=args.object_scale)
         result["dataset"] = {"diagnostic": args.diagnostic, "export": {"path": str(data_path)},
                              "splits": split_counts(data_path)}
         print(f"diagnostic data ({args.diagnostic}, drawn directly, not made by the platform): "

@@ -73,6 +73,11 @@ def test_generate_honours_sizes_category_and_style():
     for row in jsonl(out):
         objects = parse(row["text"]).objects
         assert all(len(set(o.attributes) & set(COLOURS)) == 1 for o in objects), row
+    out, _ = run("generate_prompts", "--count", "6", "--seed", "2", "--min-objects", "2", "--max-objects", "3",
+                 "--min-relations", "1", "--max-relations", "2", "--axes", "depth")
+    for row in jsonl(out):
+        kinds = {r.kind.value for r in parse(row["text"]).relations}
+        assert kinds and kinds <= {"in_front_of", "behind", "aligned", "sequence", "extreme"}, row
 
 
 @pytest.mark.parametrize(

@@ -265,6 +265,30 @@ def test_generator_form_can_give_every_object_a_colour(res_client):
         assert all(set(o.attributes) & set(lx.COLOURS) for o in objects), text
 
 
+def test_generator_form_can_keep_relations_to_chosen_directions(res_client):
+    from ml.spatial.parser import parse
+
+    response = res_client.get(url("prompt-set-list"))
+    assert 'name="axes" value="depth"' in html(response)
+    response = res_client.post(url("prompt-set-generate"), {
+        "name": "Sideways", "count": 12, "seed": 3, "min_objects": 2, "max_objects": 3, "min_relations": 1,
+        "max_relations": 2, "style": "short", "axes": ["horizontal"],
+    })
+    assert response.status_code == 302, html(response)[:2000]
+    prompt_set = PromptSet.objects.get(name="Sideways")
+    assert prompt_set.source_info["generator"]["axes"] == ["horizontal"]
+    kinds = {r.kind.value for text in prompt_set.prompts.values_list("text", flat=True)
+             for r in parse(text).relations}
+    assert "left_of" in kinds or "right_of" in kinds
+    assert kinds.isdisjoint({"in_front_of", "behind", "above", "below", "on_top_of", "under"}), kinds
+    # None ticked: all three, as before.
+    res_client.post(url("prompt-set-generate"), {
+        "name": "Everywhere", "count": 3, "seed": 3, "min_objects": 2, "max_objects": 3, "min_relations": 1,
+        "max_relations": 2, "style": "short"})
+    assert PromptSet.objects.get(name="Everywhere").source_info["generator"]["axes"] == [
+        "horizontal", "depth", "vertical"]
+
+
 def test_generator_form_names_the_bad_field_and_stores_nothing(res_client):
     from ml.spatial.generator import CATEGORIES
 
@@ -272,7 +296,7 @@ def test_generator_form_names_the_bad_field_and_stores_nothing(res_client):
             "max_relations": 3, "style": "long", "categories": [CATEGORIES[0]]}
     for change, field in [({"min_objects": 6}, "max_objects"), ({"count": 0}, "count"),
                           ({"categories": ["moon base"]}, "categories"), ({"style": "poem"}, "style"),
-                          ({"colours": "rainbow"}, "colours"),
+                          ({"colours": "rainbow"}, "colours"), ({"axes": ["sideways"]}, "axes"),
                           ({"min_relations": 5}, "max_relations")]:
         response = res_client.post(url("prompt-set-generate"), {**base, **change})
         assert response.status_code == 400, change

@@ -81,9 +81,14 @@ class TestPromptSets:
     def test_generator_settings_are_validated_field_by_field(self):
         with pytest.raises(ValidationError) as info:
             GeneratorSettings(count=0, min_objects=5, max_objects=3, categories=("moon",), style="epic",
-                              colours="rainbow").validate()
-        assert set(info.value.message_dict) == {"count", "max_objects", "categories", "style", "colours"}
+                              colours="rainbow", axes=("sideways",)).validate()
+        assert set(info.value.message_dict) == {"count", "max_objects", "categories", "style", "colours", "axes"}
         assert info.value.message_dict["colours"] == ["must be one of 'some', 'every'."]
+        assert info.value.message_dict["axes"] == [
+            "must be a non-empty list drawn from horizontal, depth, vertical; got ('sideways',)."]
+        with pytest.raises(ValidationError) as info:
+            GeneratorSettings(count=1, axes=()).validate()
+        assert set(info.value.message_dict) == {"axes"}
 
 
 @pytest.mark.django_db

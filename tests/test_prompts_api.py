@@ -210,7 +210,8 @@ def test_generate_creates_a_deterministic_prompt_set(api):
     assert first.status_code == 201, first.content
     body = first.json()
     assert (body["source"], body["created"] + body["duplicates"]) == ("generator", 6)
-    assert body["source_info"]["generator"] == {**settings, "colours": "some"}  # the default, recorded
+    assert body["source_info"]["generator"] == {**settings, "colours": "some",  # the defaults, recorded
+                                                "axes": ["horizontal", "depth", "vertical"]}
     second = api.post(f"{SETS}generate/", {"name": "Gen B", **settings}, format="json")
     assert second.status_code == 201
 
@@ -236,6 +237,24 @@ def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
         assert all(len(set(o.attributes) & set(COLOURS)) == 1 for o in parse(text).objects), text
     refused = api.post(f"{SETS}generate/", {"name": "Rainbow", **settings, "colours": "rainbow"}, format="json")
     assert refused.status_code == 400 and "colours" in refused.json(), refused.content
+
+
+def test_generate_keeps_relations_to_the_chosen_axes_and_names_a_bad_one(api):
+    from ml.spatial.parser import parse
+
+    settings = {"count": 10, "seed": 5, "min_objects": 2, "max_objects": 3, "min_relations": 1, "max_relations": 2,
+                "style": "short"}
+    response = api.post(f"{SETS}generate/", {"name": "Stacked", **settings, "axes": ["vertical"]}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["source_info"]["generator"]["axes"] == ["vertical"]
+    for text in Prompt.objects.filter(prompt_set_id=response.json()["id"]).values_list("text", flat=True):
+        kinds = {r.kind.value for r in parse(text).relations}
+        assert kinds and kinds <= {"above", "below", "on_top_of", "under", "aligned", "sequence", "extreme"}, text
+    default = api.post(f"{SETS}generate/", {"name": "All", **settings}, format="json")
+    assert default.json()["source_info"]["generator"]["axes"] == ["horizontal", "depth", "vertical"]
+    for axes in (["sideways"], []):
+        refused = api.post(f"{SETS}generate/", {"name": "Bad", **settings, "axes": axes}, format="json")
+        assert refused.status_code == 400 and "axes" in refused.json(), refused.content
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,8 @@ class SceneRendererSettings:
     break_fraction: float = _f(0.0, "Share of relations drawn wrong on purpose (recorded as ground truth).",
                                min=0.0, max=1.0)
     labels: bool = _f(True, "Write each object's name on it.")
+    object_scale: float = _f(1.0, "Size of every object relative to the default (at 1, a front object's side is "
+                                  "about a fifth of the image's).", min=0.25, max=2.5)
     batch_size: int = _f(64, "Images per batch.", min=2, max=1024)
     image_format: str = _f("png", "Stored image format.", choices=IMAGE_FORMATS)
 

@@ -133,6 +133,7 @@ DEPTH_EDGE = 0.06
 GAP = 0.03  # clear space between boxes (fraction of the shorter image side)
 DEPTH_STEP, DEPTH_STEP_MIN = 0.4, 0.09  # depth apart for an ordered pair: first try, last resort
 BROKEN_FAR = 0.2  # how far a broken next_to / in_middle / aligned relation is pushed from holding
+MIN_OBJECT_SCALE, MAX_OBJECT_SCALE = 0.25, 2.5
 RELAXATION = (1.0, 0.5, 0.25, 0.0)  # each try scales the clear-margin part of the targets
 DEPTH_PASSES, PLANE_PASSES = 40, 60
 EXACT_BUDGET = 64  # alternatives the exact fallback may try
@@ -229,9 +230,10 @@ class Rendered:
 
 
 def render_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int = 512, break_fraction: float = 0.0,
-                 labels: bool = True) -> Rendered:
+                 labels: bool = True, object_scale: float = 1.0) -> Rendered:
     """Lays out and draws the graph; never raises for any graph (contradictions are recorded in the meta)."""
-    layout = layout_scene(graph, seed=seed, width=width, height=height, break_fraction=break_fraction)
+    layout = layout_scene(graph, seed=seed, width=width, height=height, break_fraction=break_fraction,
+                          object_scale=object_scale)
     return Rendered(draw_layout(layout, labels=labels), layout.meta(), layout)
 
 
@@ -297,11 +299,13 @@ def _grid(count: int) -> tuple[int, int]:
     return cols, math.ceil(count / cols)
 
 
-def _nominal(key: ObjectKey, width: int, height: int, n_objects: int) -> tuple[float, float]:
-    """The object's size in pixels at depth 0, rounded so the meta's value is the one depth is measured with."""
+def _nominal(key: ObjectKey, width: int, height: int, n_objects: int,
+             object_scale: float = 1.0) -> tuple[float, float]:
+    """The object's size in pixels at depth 0, rounded so the meta's value is the one depth is measured with.
+    object_scale multiplies every object's size (1: a front object's side is a fifth of the image's)."""
     name, attributes, count = key
     crowd = max(0.5, min(1.0, math.sqrt(3 / max(1, n_objects))))  # smaller objects in busier scenes
-    base = min(width, height) * 0.2 * crowd
+    base = min(width, height) * 0.2 * crowd * object_scale
     aspect = 1.0 if {"round", "square"} & set(attributes) else 2 ** ((_unit(name, "aspect") - 0.5) * 1.4)
     w, h = base * math.sqrt(aspect), base / math.sqrt(aspect)
     for word in attributes:
@@ -857,18 +861,20 @@ def _overlap_remover(bodies: list[_Body], values: list[list[float]], lo, hi, gap
 
 
 def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int = 512,
-                 break_fraction: float = 0.0) -> Layout:
+                 break_fraction: float = 0.0, object_scale: float = 1.0) -> Layout:
     """Places every object of the graph. Any graph renders (contradictions are recorded, not raised); only a bad
-    size or break_fraction raises ValueError."""
+    size, break_fraction or object_scale raises ValueError."""
     if not (isinstance(width, int) and isinstance(height, int) and width >= 1 and height >= 1):
         raise ValueError(f"width and height must be positive integers, got {width!r} x {height!r}")
     if not 0.0 <= break_fraction <= 1.0:  # also rejects NaN
         raise ValueError(f"break_fraction must be within [0, 1], got {break_fraction!r}")
+    if not MIN_OBJECT_SCALE <= object_scale <= MAX_OBJECT_SCALE:  # also rejects NaN
+        raise ValueError(f"object_scale must be within [{MIN_OBJECT_SCALE}, {MAX_OBJECT_SCALE}], got {object_scale!r}")
     keys = sorted(dict.fromkeys(o.key for o in graph.objects))  # key order: independent of mention order
     order = {key: i for i, key in enumerate(keys)}
     n = len(keys)
     ties = _ties(graph)
-    bodies = [_Body(key, _nominal(key, width, height, n), ties.get(key, ())) for key in keys]
+    bodies = [_Body(key, _nominal(key, width, height, n, object_scale), ties.get(key, ())) for key in keys]
     chosen = choose_breaks(len(graph.relations), seed, break_fraction)
     rels = _resolve(graph, order, chosen, seed)
     _fit_inside(bodies, rels)

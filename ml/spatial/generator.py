@@ -90,6 +90,13 @@ DISTINCT_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink"
 _COUNT_WORDS = {2: "two", 3: "three", 4: "four"}
 _BINARY_AXES = ("horizontal", "depth", "vertical", "support", "next_to")
 _AXIS_WEIGHTS = (4.0, 2.0, 1.5, 1.5, 1.0)
+# The three directions a prompt can speak about; a researcher may keep a prompt set to some of them.
+# horizontal: left of / right of / next to, rows left to right, between, in the middle, leftmost, left edge;
+# depth: in front of / behind, rows front to back, frontmost, front edge; vertical: above / below / on top of /
+# under, stacks, topmost, top edge.
+AXES = ("horizontal", "depth", "vertical")
+_AXIS_OF_BINARY = {"horizontal": "horizontal", "next_to": "horizontal", "depth": "depth", "vertical": "vertical",
+                   "support": "vertical"}
 _SEQUENCE_AXES = {  # axis index into the layout ranks, direction when ranks increase, the opposite direction
     0: (SequenceDirection.LEFT_TO_RIGHT, SequenceDirection.RIGHT_TO_LEFT),
     1: (SequenceDirection.FRONT_TO_BACK, SequenceDirection.BACK_TO_FRONT),
@@ -122,26 +129,28 @@ def indefinite_article(word: str) -> str:
     return "a"
 
 
-def max_relations(n_objects: int) -> int:
+def max_relations(n_objects: int, axes: tuple[str, ...] = AXES) -> int:
     """How many relations the generator can write about `n_objects` objects without repeating itself."""
-    return min(MAX_RELATIONS, 3 * n_objects * (n_objects - 1) // 2 + n_objects)
+    return min(MAX_RELATIONS, len(set(axes)) * n_objects * (n_objects - 1) // 2 + n_objects)
 
 
 def generate_prompt(*, seed: int, n_objects: int = 4, n_relations: int = 4, category: str | None = None,
-                    style: str = "long", colours: str = "some") -> GeneratedPrompt:
+                    style: str = "long", colours: str = "some", axes: tuple[str, ...] = AXES) -> GeneratedPrompt:
     """One prompt with exactly `n_objects` objects (each in at least one relation) and `n_relations` relations.
 
     colours: "some" (about a third of the objects carry a colour word, as people write) or "every" (each object
     has a colour word of its own, sizes kept, materials dropped: things are told apart by colour as well as by
-    name, a renderer draws them in that colour)."""
-    _validate(seed=seed, n_objects=n_objects, n_relations=n_relations, category=category, style=style,
-              colours=colours)
+    name, a renderer draws them in that colour).
+
+    axes: the directions the relations speak about (AXES: horizontal, depth, vertical); all three by default."""
+    axes = _validate(seed=seed, n_objects=n_objects, n_relations=n_relations, category=category, style=style,
+                     colours=colours, axes=axes)
     rng = random.Random(seed)
     category = category if category is not None else CATEGORIES[rng.randrange(len(CATEGORIES))]
     objects = _choose_objects(rng, category, n_objects)
     if colours == "every":
         objects = _colour_every(rng, objects)
-    relations = _plan_relations(rng, objects, n_relations, style)
+    relations = _plan_relations(rng, objects, n_relations, style, axes)
     # A long prompt with many attribute words can run past 120 words: draw again with fewer attributes.
     for attempt in range(8):
         text, graph = _write(rng, category, objects, relations, style)
@@ -178,15 +187,19 @@ def _validate_seed(seed) -> None:
         raise ValueError(f"seed must be an integer, got {seed!r}")
 
 
-def _validate(*, seed, n_objects, n_relations, category, style, colours="some") -> None:
+def _validate(*, seed, n_objects, n_relations, category, style, colours="some", axes=AXES) -> tuple[str, ...]:
+    """Raises ValueError naming the first bad argument; returns the axes in AXES order."""
     _validate_seed(seed)
+    if isinstance(axes, str) or not axes or any(axis not in AXES for axis in axes):
+        raise ValueError(f"axes must be a non-empty list drawn from {', '.join(AXES)}, got {axes!r}")
+    axes = tuple(axis for axis in AXES if axis in axes)
     for name, value, low, high in (("n_objects", n_objects, MIN_OBJECTS, MAX_OBJECTS),
                                    ("n_relations", n_relations, MIN_RELATIONS, MAX_RELATIONS)):
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    if n_relations > max_relations(n_objects):
-        raise ValueError(f"n_relations={n_relations} is more than {max_relations(n_objects)}, the most relations "
-                         f"the generator can write about {n_objects} objects")
+    if n_relations > max_relations(n_objects, axes):
+        raise ValueError(f"n_relations={n_relations} is more than {max_relations(n_objects, axes)}, the most "
+                         f"relations the generator can write about {n_objects} objects along {', '.join(axes)}")
     if category is not None and category not in lx.SCENES:
         raise ValueError(f"category must be one of {', '.join(CATEGORIES)}, got {category!r}")
     if category is not None and len(lx.SCENES[category]) < n_objects:
@@ -196,6 +209,7 @@ def _validate(*, seed, n_objects, n_relations, category, style, colours="some") 
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if colours not in COLOUR_MODES:
         raise ValueError(f"colours must be one of {', '.join(COLOUR_MODES)}, got {colours!r}")
+    return axes
 
 
 # --- objects and layout -----------------------------------------------------------------------------------
@@ -299,7 +313,8 @@ class _Rel:
         return (kind, subject, anchors, param)
 
 
-def _plan_relations(rng: random.Random, objects: list[_Obj], n_relations: int, style: str) -> list[_Rel]:
+def _plan_relations(rng: random.Random, objects: list[_Obj], n_relations: int, style: str,
+                    axes: tuple[str, ...] = AXES) -> list[_Rel]:
     """`n_relations` distinct relations, true in the layout, that together mention every object."""
     n = len(objects)
     uncovered = set(range(n))
@@ -312,14 +327,15 @@ def _plan_relations(rng: random.Random, objects: list[_Obj], n_relations: int, s
         left = n_relations - len(relations)
         must = len(uncovered) if left == 1 else len(uncovered) - 2 * (left - 1)
         if must >= 3:
-            relation = _sequence(rng, objects, sorted(uncovered), extra=0)
+            relation = _sequence(rng, objects, sorted(uncovered), extra=0, axes=axes)
         elif must > 0:
             chosen = rng.sample(sorted(uncovered), must)
             if must == 1:
                 chosen.append(rng.choice([i for i in range(n) if i != chosen[0]]))
-            relation = _binary(rng, objects, chosen[0], chosen[1])
+            relation = _binary(rng, objects, chosen[0], chosen[1], axes)
         else:
-            relation = _random_relation(rng, objects, uncovered, short=style == "short", sequences=sequences)
+            relation = _random_relation(rng, objects, uncovered, short=style == "short", sequences=sequences,
+                                        axes=axes)
         if relation is None or relation.identity() in seen or relation.pair_axis() in seen:
             continue
         seen.add(relation.identity())
@@ -334,25 +350,26 @@ def _plan_relations(rng: random.Random, objects: list[_Obj], n_relations: int, s
 
 
 def _random_relation(rng: random.Random, objects: list[_Obj], uncovered: set[int], *, short: bool,
-                     sequences: int) -> _Rel | None:
+                     sequences: int, axes: tuple[str, ...] = AXES) -> _Rel | None:
     n = len(objects)
+    horizontal = "horizontal" in axes  # "between" and "in the middle" are said along the row, left to right
     kinds = ["binary", "aligned", "extreme"]
     weights = [8.0, 0.6, 0.6]
     if n >= 3:
         kinds += ["between", "sequence"]
-        weights += [1.2, 0.0 if short and sequences else 1.2]
+        weights += [1.2 if horizontal else 0.0, 0.0 if short and sequences else 1.2]
     if n >= 3 and n % 2 == 1:
         kinds.append("middle")
-        weights.append(0.4)
+        weights.append(0.4 if horizontal else 0.0)
     kind = rng.choices(kinds, weights)[0]
     if kind == "binary":
         first = rng.choice(sorted(uncovered)) if uncovered and rng.random() < 0.6 else rng.randrange(n)
         second = rng.choice([i for i in range(n) if i != first])
-        return _binary(rng, objects, first, second)
+        return _binary(rng, objects, first, second, axes)
     if kind == "sequence":
         # A short prompt has at most one sequence: it takes every object not yet placed, so no second is needed.
         must = sorted(uncovered) if short else []
-        return _sequence(rng, objects, must, extra=rng.randint(0, 2))
+        return _sequence(rng, objects, must, extra=rng.randint(0, 2), axes=axes)
     if kind == "between":
         middle = rng.choice([i for i in range(n) if 0 < objects[i].ranks[0] < n - 1])
         rank = objects[middle].ranks[0]
@@ -362,10 +379,10 @@ def _random_relation(rng: random.Random, objects: list[_Obj], uncovered: set[int
     if kind == "middle":
         return _Rel(RelationKind.IN_MIDDLE, _at_rank(objects, 0, n // 2))
     if kind == "aligned":
-        edge = rng.choice(lx.EDGES)
+        edge = rng.choice(_along(lx.EDGES, _EDGE_AXES, axes))
         axis, end = _EDGE_AXES[edge]
         return _Rel(RelationKind.ALIGNED, _at_rank(objects, axis, 0 if end < 0 else n - 1), param=edge)
-    extreme = rng.choice(list(_EXTREME_AXES))
+    extreme = rng.choice(_along(list(_EXTREME_AXES), _EXTREME_AXES, axes))
     axis, end = _EXTREME_AXES[extreme]
     subject = _at_rank(objects, axis, 0 if end < 0 else n - 1)
     if objects[subject].count != 1:  # "three books is the leftmost object" does not read
@@ -373,12 +390,21 @@ def _random_relation(rng: random.Random, objects: list[_Obj], uncovered: set[int
     return _Rel(RelationKind.EXTREME, subject, param=extreme.value)
 
 
+def _along(options: list, axis_of: dict, axes: tuple[str, ...]) -> list:
+    """The options (edges, extremes) whose axis is among `axes`; all of them, untouched, when every axis is."""
+    if axes == AXES:
+        return list(options)
+    return [option for option in options if AXES[axis_of[option][0]] in axes]
+
+
 def _at_rank(objects: list[_Obj], axis: int, rank: int) -> int:
     return next(i for i, o in enumerate(objects) if o.ranks[axis] == rank)
 
 
-def _binary(rng: random.Random, objects: list[_Obj], a: int, b: int) -> _Rel:
-    axis = rng.choices(_BINARY_AXES, _AXIS_WEIGHTS)[0]
+def _binary(rng: random.Random, objects: list[_Obj], a: int, b: int, axes: tuple[str, ...] = AXES) -> _Rel:
+    weights = [w if _AXIS_OF_BINARY[kind] in axes else 0.0 for kind, w in zip(_BINARY_AXES, _AXIS_WEIGHTS,
+                                                                                strict=True)]
+    axis = rng.choices(_BINARY_AXES, weights)[0]
     ra, rb = objects[a].ranks, objects[b].ranks
     if axis == "next_to":
         if abs(ra[0] - rb[0]) == 1:
@@ -395,12 +421,13 @@ def _binary(rng: random.Random, objects: list[_Obj], a: int, b: int) -> _Rel:
     return _Rel(kinds[1], high, (low,))
 
 
-def _sequence(rng: random.Random, objects: list[_Obj], must: list[int], extra: int) -> _Rel:
+def _sequence(rng: random.Random, objects: list[_Obj], must: list[int], extra: int,
+              axes: tuple[str, ...] = AXES) -> _Rel:
     n = len(objects)
     others = [i for i in range(n) if i not in must]
     size = max(len(must), min(n, max(3, len(must) + extra) if n >= 3 else 2))
     members = list(must) + rng.sample(others, size - len(must))
-    axis = rng.randrange(3)
+    axis = rng.randrange(3) if axes == AXES else AXES.index(rng.choice(axes))
     members.sort(key=lambda i: objects[i].ranks[axis])
     increasing, decreasing = _SEQUENCE_AXES[axis]
     if rng.random() < 0.5:

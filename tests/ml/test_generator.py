@@ -74,6 +74,68 @@ def test_colours_every_gives_each_object_a_colour_word_of_its_own():
         generate_prompt(seed=1, n_objects=2, n_relations=1, colours="all")
 
 
+def _axis(relation) -> str:
+    """The direction a generated relation speaks about, read from its kind and parameter."""
+    by_kind = {"left_of": "horizontal", "right_of": "horizontal", "next_to": "horizontal", "between": "horizontal",
+               "in_middle": "horizontal", "in_front_of": "depth", "behind": "depth", "above": "vertical",
+               "below": "vertical", "on_top_of": "vertical", "under": "vertical"}
+    by_word = {"left": "horizontal", "right": "horizontal", "front": "depth", "back": "depth", "top": "vertical",
+               "bottom": "vertical"}
+    if relation.kind.value in by_kind:
+        return by_kind[relation.kind.value]
+    word = next(w for w in by_word if w in relation.param)  # sequence direction, extreme, aligned edge
+    return by_word[word]
+
+
+@pytest.mark.parametrize("axes", [("horizontal",), ("depth",), ("vertical",), ("horizontal", "vertical"),
+                                  ("depth", "horizontal")])
+def test_axes_keep_every_relation_to_the_chosen_directions(axes):
+    seen = Counter()
+    for seed in range(80):
+        n_objects = 2 + seed % 6
+        prompt = generate_prompt(seed=seed, n_objects=n_objects,
+                                 n_relations=min(1 + seed % 5, max_relations(n_objects, axes)),
+                                 style="short" if seed % 2 else "long", axes=axes)
+        kinds = [_axis(r) for r in prompt.graph.relations]
+        assert set(kinds) <= set(axes), (prompt.text, kinds)
+        seen.update(kinds)
+        seen.update(r.kind.value for r in prompt.graph.relations)
+        reparsed = parse(prompt.text)  # the text says what the graph says
+        assert sorted(r.kind.value for r in reparsed.relations) == sorted(r.kind.value for r in prompt.graph.relations)
+    assert set(axes) <= set(seen), seen  # each chosen direction is used
+    if "horizontal" in axes:
+        assert seen["left_of"] + seen["right_of"] > 0 and seen["next_to"] + seen["between"] > 0
+
+
+def test_all_axes_is_the_default_and_leaves_prompts_unchanged():
+    from ml.spatial.generator import AXES
+
+    for seed in range(40):
+        kwargs = {"seed": seed, "n_objects": 2 + seed % 7, "n_relations": 1 + seed % 4}
+        assert generate_prompt(**kwargs) == generate_prompt(**kwargs, axes=AXES)
+        # The order the axes are given in does not matter.
+        assert (generate_prompt(**kwargs, axes=("vertical", "horizontal"))
+                == generate_prompt(**kwargs, axes=("horizontal", "vertical")))
+    kinds = Counter(_axis(r) for p in sample(200) for r in p.graph.relations)
+    assert min(kinds["horizontal"], kinds["depth"], kinds["vertical"]) > 20, kinds
+
+
+@pytest.mark.parametrize("axes", [(), "horizontal", ("horizontal", "sideways"), None])
+def test_bad_axes_are_named(axes):
+    with pytest.raises(ValueError, match="axes must be a non-empty list drawn from horizontal, depth, vertical"):
+        generate_prompt(seed=1, n_objects=2, n_relations=1, axes=axes)
+
+
+def test_too_many_relations_for_the_chosen_axes_are_refused_by_count():
+    assert max_relations(2, ("horizontal",)) == 3 < max_relations(2)
+    with pytest.raises(ValueError, match="n_relations=4 is more than 3, .* 2 objects along depth"):
+        generate_prompt(seed=1, n_objects=2, n_relations=4, axes=("depth",))
+    # The most the count allows can be written.
+    for seed in range(10):
+        prompt = generate_prompt(seed=seed, n_objects=2, n_relations=3, axes=("depth",))
+        assert len(prompt.graph.relations) == 3 and {_axis(r) for r in prompt.graph.relations} == {"depth"}
+
+
 def test_prompt_records_its_arguments():
     prompt = generate_prompt(seed=3, n_objects=4, n_relations=5, category="kitchen", style="short")
     assert (prompt.category, prompt.style, prompt.seed) == ("kitchen", "short", 3)

@@ -463,3 +463,35 @@ def test_backend_applies_its_settings():
     assert image.meta["broken"] == [0, 1] and image.meta["size"] == [160, 120]
     assert follows(parse(text), image.meta) == {"holds": [False, False], "follows": False}
     assert {c for _, c in image.image.getcolors(maxcolors=4096)}.isdisjoint({BLACK, WHITE})
+
+
+def test_object_scale_draws_every_object_larger_or_smaller_and_relations_still_hold():
+    text = "A red mug is to the left of a blue kettle. The lamp is behind the kettle."
+    graph = parse(text)
+    sizes = {}
+    for scale in (0.5, 1.0, 1.6):
+        rendered = render_scene(graph, seed=4, width=160, height=160, labels=False, object_scale=scale)
+        assert rendered.meta["unsatisfied"] == [] and all(r["holds"] for r in rendered.meta["relations"])
+        sizes[scale] = {o["name"]: o["nominal"] for o in rendered.meta["objects"]}
+        measured = measure_layout(rendered.image, rendered.meta)  # the pixels show the recorded boxes
+        assert {key: p.bbox for key, p in measured.items()} == {
+            object_key(o): tuple(o["bbox"]) for o in rendered.meta["objects"]}
+    for name, (w, h) in sizes[1.0].items():
+        assert sizes[1.6][name] == pytest.approx((w * 1.6, h * 1.6), abs=0.02)
+        assert sizes[0.5][name] == pytest.approx((w * 0.5, h * 0.5), abs=0.02)
+    backend = SceneRendererBackend(SceneRendererSettings(width=160, height=160, labels=False, object_scale=1.6))
+    [image] = backend.generate([GenerationRequest(text, 4)])
+    assert {o["name"]: o["nominal"] for o in image.meta["objects"]} == sizes[1.6]
+    for bad in (0.1, 3.0, float("nan")):
+        with pytest.raises(ValueError, match="object_scale must be within"):
+            render_scene(graph, seed=4, object_scale=bad)
+
+
+def test_object_scale_is_a_checked_renderer_setting():
+    from ml.generation.settings import validate_settings
+
+    settings, errors = validate_settings("scene-renderer", {"object_scale": 1.5})
+    assert errors == {} and settings["object_scale"] == 1.5
+    assert validate_settings("scene-renderer", {})[0]["object_scale"] == 1.0
+    _, errors = validate_settings("scene-renderer", {"object_scale": 9})
+    assert set(errors) == {"object_scale"}

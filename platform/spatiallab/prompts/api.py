@@ -21,13 +21,14 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ml.spatial.generator import CATEGORIES, COLOUR_MODES
+from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES
 from spatiallab.accounts.roles import DASHBOARD_ROLES, IsResearcher, has_any_role
 from spatiallab.prompts.filters import PerturbedPromptFilter, PromptFilter, PromptSetFilter
 from spatiallab.prompts.importers import FORMATS, MAX_PROMPT_CHARS, NUL, TEXT_FIELDS, IncomingPrompt
 from spatiallab.prompts.models import PerturbationEdit, PerturbationRule, PerturbedPrompt, Prompt, PromptSet
 from spatiallab.prompts.selectors import prompt_sets_visible_to, rules_all
 from spatiallab.prompts.services import (
+    AXES_HELP,
     COLOURS_HELP,
     EDIT_SUBSETS,
     MAX_GENERATED,
@@ -165,6 +166,8 @@ class PromptSetGenerateSerializer(serializers.Serializer):
     style = serializers.ChoiceField(choices=["short", "long"], default=GENERATOR_DEFAULTS["style"])
     colours = serializers.ChoiceField(choices=list(COLOUR_MODES), default=GENERATOR_DEFAULTS["colours"],
                                       help_text=COLOURS_HELP)
+    axes = serializers.ListField(child=serializers.ChoiceField(choices=list(AXES)), default=list(AXES),
+                                 allow_empty=False, help_text=AXES_HELP)
 
     def settings(self) -> GeneratorSettings:
         data = self.validated_data
@@ -172,7 +175,7 @@ class PromptSetGenerateSerializer(serializers.Serializer):
             count=data["count"], seed=data["seed"], min_objects=data["min_objects"],
             max_objects=data["max_objects"], min_relations=data["min_relations"],
             max_relations=data["max_relations"], categories=tuple(data["categories"]), style=data["style"],
-            colours=data["colours"],
+            colours=data["colours"], axes=tuple(data["axes"]),
         )
 
 

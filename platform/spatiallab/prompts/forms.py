@@ -6,11 +6,11 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from ml.spatial.generator import CATEGORIES, COLOUR_MODES
+from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES
 from ml.spatial.graph import RelationKind
 from spatiallab.prompts.importers import FORMATS, MAX_PROMPT_CHARS
 from spatiallab.prompts.models import PerturbationRule, RuleKind
-from spatiallab.prompts.services import COLOURS_HELP, EDIT_SUBSETS, GeneratorSettings
+from spatiallab.prompts.services import AXES_HELP, COLOURS_HELP, EDIT_SUBSETS, GeneratorSettings
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # The browser waits for the generator: bigger sets belong in a job or the command line.
@@ -75,6 +75,8 @@ class PromptSetGenerateForm(forms.Form):
     style = forms.ChoiceField(choices=[("long", "long"), ("short", "short")], initial="long")
     colours = forms.ChoiceField(choices=[(mode, mode) for mode in COLOUR_MODES], initial="some", required=False,
                                 help_text=COLOURS_HELP)
+    axes = forms.MultipleChoiceField(required=False, choices=[(axis, axis) for axis in AXES],
+                                     widget=forms.CheckboxSelectMultiple, help_text=AXES_HELP)
 
     def settings(self) -> GeneratorSettings:
         data = self.cleaned_data
@@ -82,7 +84,7 @@ class PromptSetGenerateForm(forms.Form):
             count=data["count"], seed=data["seed"], min_objects=data["min_objects"],
             max_objects=data["max_objects"], min_relations=data["min_relations"],
             max_relations=data["max_relations"], categories=tuple(data["categories"]), style=data["style"],
-            colours=data["colours"] or "some",
+            colours=data["colours"] or "some", axes=tuple(data["axes"]) or AXES,
         )
 
 

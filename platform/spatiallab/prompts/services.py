@@ -16,7 +16,7 @@ from importlib import resources
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from ml.spatial.generator import CATEGORIES, COLOUR_MODES, generate_prompt
+from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES, generate_prompt
 from ml.spatial.graph import SceneGraph
 from ml.spatial.parser import parse
 from ml.spatial.perturb import Perturbation, PerturbationError, Rule, perturb
@@ -163,6 +163,8 @@ def prompt_set_create_from_file(
 
 COLOURS_HELP = ("Colour words: some (about a third of the objects, as people write) or every (each object its own "
                 "colour word, so things are told apart by colour as well as by name).")
+AXES_HELP = ("Directions the relations speak about: horizontal (left of, right of, next to, between, rows), depth "
+             "(in front of, behind), vertical (above, below, on top of, under, stacks). None chosen: all three.")
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class GeneratorSettings:
     categories: tuple[str, ...] = ()
     style: str = "long"
     colours: str = "some"
+    axes: tuple[str, ...] = AXES
 
     def validate(self) -> None:
         errors = {}
@@ -192,6 +195,8 @@ class GeneratorSettings:
             errors["style"] = "must be 'short' or 'long'."
         if self.colours not in COLOUR_MODES:
             errors["colours"] = f"must be one of {', '.join(repr(mode) for mode in COLOUR_MODES)}."
+        if isinstance(self.axes, str) or not self.axes or set(self.axes) - set(AXES):
+            errors["axes"] = f"must be a non-empty list drawn from {', '.join(AXES)}; got {self.axes!r}."
         if errors:
             raise ValidationError(errors)
 
@@ -209,7 +214,8 @@ def generated_prompts(settings: GeneratorSettings) -> Iterable[IncomingPrompt]:
         while generated is None:
             try:
                 generated = generate_prompt(seed=rng.getrandbits(48), n_objects=n_objects, n_relations=n_relations,
-                                            category=category, style=settings.style, colours=settings.colours)
+                                            category=category, style=settings.style, colours=settings.colours,
+                                            axes=settings.axes)
             except ValueError:
                 if n_relations == 1:
                     raise
@@ -224,7 +230,8 @@ def prompt_set_generate(*, name: str, settings: GeneratorSettings, description: 
         prompts=list(generated_prompts(settings)),
         description=description,
         source="generator",
-        source_info={"generator": {**settings.__dict__, "categories": list(settings.categories)}},
+        source_info={"generator": {**settings.__dict__, "categories": list(settings.categories),
+                                   "axes": list(settings.axes)}},
         created_by=created_by,
         progress=progress,
     )

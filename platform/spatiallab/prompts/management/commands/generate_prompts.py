@@ -5,8 +5,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ml.spatial.generator import COLOUR_MODES
+from ml.spatial.generator import AXES, COLOUR_MODES
 from spatiallab.prompts.services import (
+    AXES_HELP,
     COLOURS_HELP,
     GeneratorSettings,
     generated_prompts,
@@ -35,6 +36,7 @@ class Command(BaseCommand):
                             help="Scene category, comma-separated or repeated; default: all.")
         parser.add_argument("--style", choices=["short", "long"], default=DEFAULTS.style)
         parser.add_argument("--colours", choices=COLOUR_MODES, default=DEFAULTS.colours, help=COLOURS_HELP)
+        parser.add_argument("--axes", nargs="+", choices=AXES, default=list(AXES), help=AXES_HELP)
         parser.add_argument("--save", metavar="NAME", help="Store the prompts as a prompt set with this name.")
         parser.add_argument("--description", default="", help="Description of the saved prompt set.")
 
@@ -44,7 +46,7 @@ class Command(BaseCommand):
             count=options["count"], seed=options["seed"], min_objects=options["min_objects"],
             max_objects=options["max_objects"], min_relations=options["min_relations"],
             max_relations=options["max_relations"], categories=categories, style=options["style"],
-            colours=options["colours"],
+            colours=options["colours"], axes=tuple(options["axes"]),
         )
         try:
             settings.validate()
