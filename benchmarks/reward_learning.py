@@ -147,7 +147,7 @@ def make_dataset(args, out: Path) -> tuple[Path, dict]:
     generator = generator_create(name=f"reward-learning renderer {tag}", backend="scene-renderer",
                                  settings={"width": args.image_size, "height": args.image_size,
                                            "break_fraction": args.break_fraction, "labels": args.labels,
-                                           "object_scale": args.object_scale,
+                                           "object_scale": args.object_scale, "back_scale": args.back_scale,
                                            "batch_size": 64, "image_format": "png"})
     job = job_create(kind="generate_pairs", params={"prompt_set": prompt_set.pk, "generators": [generator.pk],
                                                     "seeds": args.seeds, "seed": args.seed})
@@ -258,7 +258,7 @@ def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112, block: int 
     return buffer.getvalue()
 
 
-def _rendered_png(prompt: str, seed: int, object_scale: float) -> bytes:
+def _rendered_png(prompt: str, seed: int, object_scale: float, back_scale: float) -> bytes:
     """The prompt drawn by the platform's scene renderer (112 px, no labels), PNG-encoded."""
     import io
 
@@ -267,12 +267,12 @@ def _rendered_png(prompt: str, seed: int, object_scale: float) -> bytes:
 
     buffer = io.BytesIO()
     render_scene(parse(prompt), seed=seed, width=112, height=112, labels=False,
-                 object_scale=object_scale).image.save(buffer, format="PNG")
+                 object_scale=object_scale, back_scale=back_scale).image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0,
-                       block: int = 21, object_scale: float = 1.0) -> Path:
+                       block: int = 21, object_scale: float = 1.0, back_scale: float = 0.4) -> Path:
     """Pairs in the export's Parquet layout for the diagnostic questions (docs/reward_learning.md):
 
     one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
@@ -333,7 +333,8 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                 if question == "two-objects-rendered":
                     swapped = (f"{indefinite_article(b).capitalize()} {b} {noun_b} is {words} "
                                f"{indefinite_article(a)} {a} {noun_a}.")
-                    chosen, rejected = (_rendered_png(text, start + i, object_scale) for text in (prompt, swapped))
+                    chosen, rejected = (_rendered_png(text, start + i, object_scale, back_scale)
+                                         for text in (prompt, swapped))
                 else:
                     chosen = _blocks_png([(xa, ya, a), (xb, yb, b)], block=block)
                     rejected = _blocks_png([(xb, ya, a), (xa, yb, b)], block=block)
@@ -586,6 +587,8 @@ def main() -> None:
     data.add_argument("--axes", nargs="+", default=["horizontal", "depth", "vertical"],
                       choices=["horizontal", "depth", "vertical"], help="Directions the generated relations use.")
     data.add_argument("--object-scale", type=float, default=1.0, help="The scene renderer's object size factor.")
+    data.add_argument("--back-scale", type=float, default=0.4,
+                      help="The scene renderer's perspective: drawn size at the back relative to the front.")
     data.add_argument("--min-objects", type=int, default=2)
     data.add_argument("--max-objects", type=int, default=3)
     data.add_argument("--min-relations", type=int, default=1)
@@ -657,7 +660,8 @@ def main() -> None:
                                                       "torch": torch.__version__}}
     if args.diagnostic:
         data_path = diagnostic_dataset(args.diagnostic, out / f"diagnostic-{args.diagnostic}.parquet", seed=args.seed,
-                                       block=args.block, object_scale=args.object_scale)
+                                       block=args.block, object_scale=args.object_scale,
+                                       back_scale=args.back_scale)
         result["dataset"] = {"diagnostic": args.diagnostic, "export": {"path": str(data_path)},
                              "splits": split_counts(data_path)}
         print(f"diagnostic data ({args.diagnostic}, drawn directly, not made by the platform): "

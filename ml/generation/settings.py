@@ -57,6 +57,9 @@ class SceneRendererSettings:
     labels: bool = _f(True, "Write each object's name on it.")
     object_scale: float = _f(1.0, "Size of every object relative to the default (at 1, a front object's side is "
                                   "about a fifth of the image's).", min=0.25, max=2.5)
+    back_scale: float = _f(0.4, "Perspective: an object's drawn size at the back of the scene relative to the front "
+                                "(0.4: strong; 0.9: nearly flat, every object about its nominal size).",
+                           min=0.2, max=0.9)
     batch_size: int = _f(64, "Images per batch.", min=2, max=1024)
     image_format: str = _f("png", "Stored image format.", choices=IMAGE_FORMATS)
 

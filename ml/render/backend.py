@@ -32,7 +32,8 @@ class SceneRendererBackend:
                 graph = parse(request.prompt)
             rendered = render_scene(graph, seed=request.seed, width=self.settings.width,
                                     height=self.settings.height, break_fraction=self.settings.break_fraction,
-                                    labels=self.settings.labels, object_scale=self.settings.object_scale)
+                                    labels=self.settings.labels, object_scale=self.settings.object_scale,
+                                    back_scale=self.settings.back_scale)
             images.append(GeneratedImage(image=rendered.image, meta=rendered.meta))
         return images
 

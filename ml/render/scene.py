@@ -109,7 +109,8 @@ Box = tuple[int, int, int, int]
 RGB = tuple[int, int, int]
 
 # --- drawing ---------------------------------------------------------------------------------------------------
-BACK_SCALE = 0.4  # drawn size at depth 1, relative to the nominal size at depth 0
+BACK_SCALE = 0.4  # drawn size at depth 1, relative to the nominal size at depth 0 (the default perspective)
+MIN_BACK_SCALE, MAX_BACK_SCALE = 0.2, 0.9  # below 1, so depth stays readable from a box's size
 SHAPES = ("rectangle", "ellipse", "triangle", "diamond", "rounded")
 SKY: RGB = (221, 232, 243)
 FLOOR: RGB = (236, 228, 211)
@@ -201,6 +202,7 @@ class Layout:
     height: int
     seed: int
     break_fraction: float
+    back_scale: float  # drawn size at depth 1 relative to depth 0
     objects: tuple[LaidObject, ...]  # sorted by key
     draw_order: tuple[int, ...]  # indices into objects, back to front
     kinds: tuple[str, ...]  # the kind of each relation of the graph
@@ -215,7 +217,7 @@ class Layout:
         """The JSON-able ground truth stored with the image."""
         broken = set(self.broken)
         return {"renderer": "scene-renderer", "version": 1, "size": [self.width, self.height], "seed": self.seed,
-                "break_fraction": self.break_fraction, "depth_scale": [1.0, BACK_SCALE],
+                "break_fraction": self.break_fraction, "depth_scale": [1.0, self.back_scale],
                 "objects": [o.to_meta() for o in self.objects],
                 "relations": [{"index": i, "kind": kind, "holds": holds, "broken": i in broken}
                               for i, (kind, holds) in enumerate(zip(self.kinds, self.holds, strict=True))],
@@ -230,10 +232,10 @@ class Rendered:
 
 
 def render_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int = 512, break_fraction: float = 0.0,
-                 labels: bool = True, object_scale: float = 1.0) -> Rendered:
+                 labels: bool = True, object_scale: float = 1.0, back_scale: float = BACK_SCALE) -> Rendered:
     """Lays out and draws the graph; never raises for any graph (contradictions are recorded in the meta)."""
     layout = layout_scene(graph, seed=seed, width=width, height=height, break_fraction=break_fraction,
-                          object_scale=object_scale)
+                          object_scale=object_scale, back_scale=back_scale)
     return Rendered(draw_layout(layout, labels=labels), layout.meta(), layout)
 
 
@@ -373,14 +375,15 @@ def _resting(rel: _Rel) -> tuple[int, int]:
     return (base, top) if rel.broken else (top, base)
 
 
-def _scale(depth: float) -> float:
-    return 1.0 - (1.0 - BACK_SCALE) * depth
+def _scale(depth: float, back_scale: float = BACK_SCALE) -> float:
+    return 1.0 - (1.0 - back_scale) * depth
 
 
-def depth_from_box(bbox: Box | list[int], nominal: tuple[float, float] | list[float]) -> float:
+def depth_from_box(bbox: Box | list[int], nominal: tuple[float, float] | list[float],
+                   back_scale: float = BACK_SCALE) -> float:
     """The depth an object drawn in `bbox` has (see the module docstring)."""
     scale = max((bbox[2] - bbox[0]) / nominal[0], (bbox[3] - bbox[1] - HEIGHT_SLACK) / nominal[1])
-    return round(min(1.0, max(0.0, (1.0 - scale) / (1.0 - BACK_SCALE))), 4)
+    return round(min(1.0, max(0.0, (1.0 - scale) / (1.0 - back_scale))), 4)
 
 
 _UNARY = (K.IN_MIDDLE, K.ALIGNED, K.EXTREME)
@@ -861,15 +864,18 @@ def _overlap_remover(bodies: list[_Body], values: list[list[float]], lo, hi, gap
 
 
 def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int = 512,
-                 break_fraction: float = 0.0, object_scale: float = 1.0) -> Layout:
+                 break_fraction: float = 0.0, object_scale: float = 1.0, back_scale: float = BACK_SCALE) -> Layout:
     """Places every object of the graph. Any graph renders (contradictions are recorded, not raised); only a bad
-    size, break_fraction or object_scale raises ValueError."""
+    size, break_fraction, object_scale or back_scale raises ValueError. back_scale: an object's drawn size at the
+    back of the scene relative to the front (the perspective)."""
     if not (isinstance(width, int) and isinstance(height, int) and width >= 1 and height >= 1):
         raise ValueError(f"width and height must be positive integers, got {width!r} x {height!r}")
     if not 0.0 <= break_fraction <= 1.0:  # also rejects NaN
         raise ValueError(f"break_fraction must be within [0, 1], got {break_fraction!r}")
     if not MIN_OBJECT_SCALE <= object_scale <= MAX_OBJECT_SCALE:  # also rejects NaN
         raise ValueError(f"object_scale must be within [{MIN_OBJECT_SCALE}, {MAX_OBJECT_SCALE}], got {object_scale!r}")
+    if not MIN_BACK_SCALE <= back_scale <= MAX_BACK_SCALE:
+        raise ValueError(f"back_scale must be within [{MIN_BACK_SCALE}, {MAX_BACK_SCALE}], got {back_scale!r}")
     keys = sorted(dict.fromkeys(o.key for o in graph.objects))  # key order: independent of mention order
     order = {key: i for i, key in enumerate(keys)}
     n = len(keys)
@@ -883,7 +889,7 @@ def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int 
     depths = _solve_depth(bodies, rels, seed, width, height)
     for body, d in zip(bodies, depths, strict=True):
         body.d = d
-        body.w, body.h = body.nominal[0] * _scale(d), body.nominal[1] * _scale(d)
+        body.w, body.h = body.nominal[0] * _scale(d, back_scale), body.nominal[1] * _scale(d, back_scale)
     plane = _solve_plane(bodies, rels, seed, width, height)
 
     laid = []
@@ -896,10 +902,11 @@ def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int 
         y0, y1 = round(plane[1][i] - body.h / 2), round(plane[1][i] + body.h / 2)
         box = (x0, y0, x0 + max(1, round(body.w)), max(y1, y0 + 1))
         laid.append(LaidObject(body.key, body.key[0], body.key[2], _shape(body.key), colours[body.key],
-                               body.nominal, box, depth_from_box(box, body.nominal)))
+                               body.nominal, box, depth_from_box(box, body.nominal, back_scale)))
     placed = {o.key: Placed(o.bbox, o.depth) for o in laid}
     holds = check_relations(graph, placed, (width, height))
-    return Layout(width=width, height=height, seed=seed, break_fraction=break_fraction, objects=tuple(laid),
+    return Layout(width=width, height=height, seed=seed, break_fraction=break_fraction, back_scale=back_scale,
+                  objects=tuple(laid),
                   draw_order=_draw_order(laid, rels), kinds=tuple(r.kind.value for r in graph.relations),
                   holds=tuple(holds), broken=tuple(i for i in sorted(chosen) if not holds[i]),
                   unsatisfied=tuple(i for i, ok in enumerate(holds) if not ok and i not in chosen))
@@ -1193,5 +1200,6 @@ def locate_objects(image: Image.Image, objects_meta: Iterable[Mapping]) -> dict[
 def measure_layout(image: Image.Image, meta: Mapping) -> dict[ObjectKey, Placed]:
     """The layout as seen in the pixels: boxes by colour, depth from each box and its nominal size."""
     nominal = {object_key(o): o["nominal"] for o in meta["objects"]}
-    return {key: Placed(box, depth_from_box(box, nominal[key]))
+    back_scale = meta.get("depth_scale", [1.0, BACK_SCALE])[1]
+    return {key: Placed(box, depth_from_box(box, nominal[key], back_scale))
             for key, box in locate_objects(image, meta["objects"]).items()}

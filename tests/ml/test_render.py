@@ -493,5 +493,29 @@ def test_object_scale_is_a_checked_renderer_setting():
     settings, errors = validate_settings("scene-renderer", {"object_scale": 1.5})
     assert errors == {} and settings["object_scale"] == 1.5
     assert validate_settings("scene-renderer", {})[0]["object_scale"] == 1.0
-    _, errors = validate_settings("scene-renderer", {"object_scale": 9})
-    assert set(errors) == {"object_scale"}
+    _, errors = validate_settings("scene-renderer", {"object_scale": 9, "back_scale": 1.0})
+    assert set(errors) == {"object_scale", "back_scale"}
+    assert validate_settings("scene-renderer", {})[0]["back_scale"] == 0.4
+
+
+def test_back_scale_sets_the_perspective_and_depth_still_reads_back_from_the_pixels():
+    text = "The cutting board is in front of the blender. A red mug is to the left of the blender."
+    graph = parse(text)
+    ratios = {}
+    for back in (0.4, 0.9):
+        rendered = render_scene(graph, seed=2, width=200, height=200, labels=False, back_scale=back)
+        assert rendered.meta["depth_scale"] == [1.0, back]
+        assert all(r["holds"] for r in rendered.meta["relations"]), rendered.meta
+        measured = measure_layout(rendered.image, rendered.meta)
+        for obj in rendered.meta["objects"]:
+            assert measured[object_key(obj)].depth == obj["depth"]  # read back with the image's own perspective
+            drawn = (obj["bbox"][2] - obj["bbox"][0]) / obj["nominal"][0]
+            assert drawn == pytest.approx(1 - (1 - back) * obj["depth"], abs=0.6 / obj["nominal"][0])
+        ratios[back] = min((o["bbox"][2] - o["bbox"][0]) / o["nominal"][0] for o in rendered.meta["objects"])
+    assert ratios[0.9] > ratios[0.4]  # the back object shrinks less with the flatter perspective
+    backend = SceneRendererBackend(SceneRendererSettings(width=160, height=160, labels=False, back_scale=0.9))
+    [image] = backend.generate([GenerationRequest(text, 2)])
+    assert image.meta["depth_scale"] == [1.0, 0.9]
+    for bad in (0.1, 1.0):
+        with pytest.raises(ValueError, match="back_scale must be within"):
+            render_scene(graph, seed=2, back_scale=bad)
