@@ -147,8 +147,7 @@ def make_dataset(args, out: Path) -> tuple[Path, dict]:
     generator = generator_create(name=f"reward-learning renderer {tag}", backend="scene-renderer",
                                  settings={"width": args.image_size, "height": args.image_size,
                                            "break_fraction": args.break_fraction, "labels": args.labels,
-                                           "object_scale": args.object_scale, "back_scale": args.back_scale,
-                                           "batch_size": 64, "image_format": "png"})
+                                           **renderer_style(args), "batch_size": 64, "image_format": "png"})
     job = job_create(kind="generate_pairs", params={"prompt_set": prompt_set.pk, "generators": [generator.pk],
                                                     "seeds": args.seeds, "seed": args.seed})
     total = figures["perturbed_prompts"] * args.seeds
@@ -258,21 +257,28 @@ def _blocks_png(blocks: list[tuple[int, int, str]], size: int = 112, block: int 
     return buffer.getvalue()
 
 
-def _rendered_png(prompt: str, seed: int, object_scale: float, back_scale: float) -> bytes:
-    """The prompt drawn by the platform's scene renderer (112 px, no labels), PNG-encoded."""
+def renderer_style(args) -> dict:
+    """The scene renderer's picture settings the benchmark's options choose (as the generator's settings name them)."""
+    return {"object_scale": args.object_scale, "back_scale": args.back_scale, "shapes": args.shapes,
+            "exact_colours": args.exact_colours}
+
+
+def _rendered_png(prompt: str, seed: int, style: dict) -> bytes:
+    """The prompt drawn by the platform's scene renderer (112 px, no labels; `style`: renderer_style's settings),
+    PNG-encoded."""
     import io
 
     from ml.render.scene import render_scene
     from ml.spatial.parser import parse
 
     buffer = io.BytesIO()
-    render_scene(parse(prompt), seed=seed, width=112, height=112, labels=False,
-                 object_scale=object_scale, back_scale=back_scale).image.save(buffer, format="PNG")
+    render_scene(parse(prompt), seed=seed, width=112, height=112, labels=False, **style).image.save(buffer,
+                                                                                                  format="PNG")
     return buffer.getvalue()
 
 
 def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: int = 400, seed: int = 0,
-                       block: int = 21, object_scale: float = 1.0, back_scale: float = 0.4) -> Path:
+                       block: int = 21, style: dict | None = None) -> Path:
     """Pairs in the export's Parquet layout for the diagnostic questions (docs/reward_learning.md):
 
     one-object: "A red block is on the left." One block; the loser shows it on the other side. A score has to read
@@ -285,8 +291,9 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
     two-objects-nouns: two-objects with the blocks called by the kitchen's 14 object names ("A red mug is left of a
         blue kettle."): the same pictures, 11,760 prompts instead of 60.
     two-objects-rendered: two-objects-nouns' prompts drawn by the scene renderer (its shapes, sizes, depths and
-        colour jitter; `object_scale`); the loser is the renderer's picture of the prompt with the objects swapped
-        ("A blue kettle is left of a red mug."), with the same seed, as the platform makes its pairs.
+        colour jitter, or what `style` sets: renderer_style's settings); the loser is the renderer's picture of the
+        prompt with the objects swapped ("A blue kettle is left of a red mug."), with the same seed, as the
+        platform makes its pairs.
     """
     import random
 
@@ -333,7 +340,7 @@ def diagnostic_dataset(kind: str, path: Path, *, train: int = 6000, held_out: in
                 if question == "two-objects-rendered":
                     swapped = (f"{indefinite_article(b).capitalize()} {b} {noun_b} is {words} "
                                f"{indefinite_article(a)} {a} {noun_a}.")
-                    chosen, rejected = (_rendered_png(text, start + i, object_scale, back_scale)
+                    chosen, rejected = (_rendered_png(text, start + i, style or {})
                                          for text in (prompt, swapped))
                 else:
                     chosen = _blocks_png([(xa, ya, a), (xb, yb, b)], block=block)
@@ -566,6 +573,9 @@ def report(result: dict) -> None:
 
 
 def main() -> None:
+    from ml.render.scene import BACK_SCALE, SHAPE_STYLES
+    from ml.spatial.generator import AXES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("dataset")
     data.add_argument("--out", default="/tmp/reward-learning", help="Folder for the export, the run and results.")
@@ -584,11 +594,15 @@ def main() -> None:
     data.add_argument("--style", default="short", choices=["short", "long"])
     data.add_argument("--colours", default="some", choices=["some", "every"],
                       help="The generator's colour words: some objects (as people write) or every object.")
-    data.add_argument("--axes", nargs="+", default=["horizontal", "depth", "vertical"],
-                      choices=["horizontal", "depth", "vertical"], help="Directions the generated relations use.")
+    data.add_argument("--axes", nargs="+", default=list(AXES), choices=AXES,
+                      help="Directions the generated relations use.")
     data.add_argument("--object-scale", type=float, default=1.0, help="The scene renderer's object size factor.")
-    data.add_argument("--back-scale", type=float, default=0.4,
+    data.add_argument("--back-scale", type=float, default=BACK_SCALE,
                       help="The scene renderer's perspective: drawn size at the back relative to the front.")
+    data.add_argument("--shapes", default="varied", choices=SHAPE_STYLES,
+                      help="The scene renderer's shapes: a shape per noun, or plain rectangles.")
+    data.add_argument("--exact-colours", action=argparse.BooleanOptionalAction, default=False,
+                      help="The scene renderer draws colour words in their exact shades (no jitter).")
     data.add_argument("--min-objects", type=int, default=2)
     data.add_argument("--max-objects", type=int, default=3)
     data.add_argument("--min-relations", type=int, default=1)
@@ -660,8 +674,7 @@ def main() -> None:
                                                       "torch": torch.__version__}}
     if args.diagnostic:
         data_path = diagnostic_dataset(args.diagnostic, out / f"diagnostic-{args.diagnostic}.parquet", seed=args.seed,
-                                       block=args.block, object_scale=args.object_scale,
-                                       back_scale=args.back_scale)
+                                       block=args.block, style=renderer_style(args))
         result["dataset"] = {"diagnostic": args.diagnostic, "export": {"path": str(data_path)},
                              "splits": split_counts(data_path)}
         print(f"diagnostic data ({args.diagnostic}, drawn directly, not made by the platform): "

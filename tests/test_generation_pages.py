@@ -254,14 +254,16 @@ def test_defaults_endpoint_swaps_in_the_backends_settings(res_client):
 def test_registering_a_generator_stores_it_with_completed_settings(res_client, researcher):
     response = res_client.post(url("generator-register"), {
         "name": " Renderer 128 ", "backend": "scene-renderer",
-        "settings": '{"width": 128, "labels": false, "object_scale": 1.6, "back_scale": 0.9}',
+        "settings": '{"width": 128, "labels": false, "object_scale": 1.6, "back_scale": 0.9, '
+                    '"shapes": "rectangles", "exact_colours": true}',
         "description": "small", "enabled": "on"})
     generator = Generator.objects.get()
     assert response.status_code == 302
     assert response["Location"] == url("generator-list") + f"#generator-{generator.pk}"
     assert generator.name == "Renderer 128" and generator.created_by == researcher and generator.enabled
     assert generator.settings == {**backend_defaults("scene-renderer"), "width": 128, "labels": False,
-                                  "object_scale": 1.6, "back_scale": 0.9}
+                                  "object_scale": 1.6, "back_scale": 0.9, "shapes": "rectangles",
+                                  "exact_colours": True}
     content = html(res_client.get(response["Location"]))
     assert "Generator “Renderer 128” registered." in content and f'id="generator-{generator.pk}"' in content
 
@@ -276,6 +278,7 @@ def test_registering_a_generator_stores_it_with_completed_settings(res_client, r
     ({"settings": '{"labels": "perhaps"}'}, "settings", "labels: must be true or false."),
     ({"settings": '{"object_scale": 3}'}, "settings", "object_scale: must be at most 2.5."),
     ({"settings": '{"back_scale": 1}'}, "settings", "back_scale: must be at most 0.9."),
+    ({"settings": '{"shapes": "circles"}'}, "settings", "shapes: must be one of varied, rectangles."),
     ({"backend": "diffusers", "settings": '{"model": "/m", "steps": 0}'}, "settings",
      "steps: must be at least 1."),
     ({"backend": "diffusers", "settings": "{}"}, "settings", "model: a local pipeline folder"),

@@ -60,6 +60,11 @@ class SceneRendererSettings:
     back_scale: float = _f(0.4, "Perspective: an object's drawn size at the back of the scene relative to the front "
                                 "(0.4: strong; 0.9: nearly flat, every object about its nominal size).",
                            min=0.2, max=0.9)
+    shapes: str = _f("varied", "Object shapes: varied (a shape per noun: ellipses, triangles, diamonds, rounded and "
+                               "plain rectangles) or rectangles (every object a plain box).",
+                     choices=("varied", "rectangles"))
+    exact_colours: bool = _f(False, "Draw a colour word in its exact shade (off: each shade strays a little, so two "
+                                    "red things differ; a second thing of one colour always gets a nearby shade).")
     batch_size: int = _f(64, "Images per batch.", min=2, max=1024)
     image_format: str = _f("png", "Stored image format.", choices=IMAGE_FORMATS)
 

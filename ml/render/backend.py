@@ -33,7 +33,8 @@ class SceneRendererBackend:
             rendered = render_scene(graph, seed=request.seed, width=self.settings.width,
                                     height=self.settings.height, break_fraction=self.settings.break_fraction,
                                     labels=self.settings.labels, object_scale=self.settings.object_scale,
-                                    back_scale=self.settings.back_scale)
+                                    back_scale=self.settings.back_scale, shapes=self.settings.shapes,
+                                    exact_colours=self.settings.exact_colours)
             images.append(GeneratedImage(image=rendered.image, meta=rendered.meta))
         return images
 

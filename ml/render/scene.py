@@ -112,6 +112,8 @@ RGB = tuple[int, int, int]
 BACK_SCALE = 0.4  # drawn size at depth 1, relative to the nominal size at depth 0 (the default perspective)
 MIN_BACK_SCALE, MAX_BACK_SCALE = 0.2, 0.9  # below 1, so depth stays readable from a box's size
 SHAPES = ("rectangle", "ellipse", "triangle", "diamond", "rounded")
+SHAPE_STYLES = ("varied", "rectangles")  # varied: a shape per noun (round/square words decide); or every box plain
+COLOUR_JITTER = 16  # how far (per channel) a colour word's shade may stray, so two red things differ
 SKY: RGB = (221, 232, 243)
 FLOOR: RGB = (236, 228, 211)
 BLACK: RGB = (0, 0, 0)
@@ -232,10 +234,12 @@ class Rendered:
 
 
 def render_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int = 512, break_fraction: float = 0.0,
-                 labels: bool = True, object_scale: float = 1.0, back_scale: float = BACK_SCALE) -> Rendered:
+                 labels: bool = True, object_scale: float = 1.0, back_scale: float = BACK_SCALE,
+                 shapes: str = "varied", exact_colours: bool = False) -> Rendered:
     """Lays out and draws the graph; never raises for any graph (contradictions are recorded in the meta)."""
     layout = layout_scene(graph, seed=seed, width=width, height=height, break_fraction=break_fraction,
-                          object_scale=object_scale, back_scale=back_scale)
+                          object_scale=object_scale, back_scale=back_scale, shapes=shapes,
+                          exact_colours=exact_colours)
     return Rendered(draw_layout(layout, labels=labels), layout.meta(), layout)
 
 
@@ -259,10 +263,12 @@ def _distance(a: RGB, b: RGB) -> int:
     return abs(a[0] - b[0]) + abs(a[1] - b[1]) + abs(a[2] - b[2])
 
 
-def _colour_candidate(key: ObjectKey, seed: int, attempt: int) -> RGB:
+def _colour_candidate(key: ObjectKey, seed: int, attempt: int, exact: bool = False) -> RGB:
     words = [w for w in key[1] if w in _COLOUR_WORDS]
+    if words and exact and attempt == 0:  # the word's own colour, unless another object already has it
+        return _COLOUR_WORDS[words[0]]
     if words:  # "a red mug" is reddish; the jitter tells two red things apart
-        spread = 16 + 2 * attempt
+        spread = COLOUR_JITTER + 2 * attempt
         return tuple(min(250, max(20, c + round((_unit(seed, key, "colour", attempt, n) - 0.5) * 2 * spread)))
                      for n, c in enumerate(_COLOUR_WORDS[words[0]]))
     hue, sat, val = (_unit(seed, key, "colour", attempt, n) for n in range(3))
@@ -270,14 +276,15 @@ def _colour_candidate(key: ObjectKey, seed: int, attempt: int) -> RGB:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def _colours(keys: list[ObjectKey], seed: int) -> dict[ObjectKey, RGB]:
+def _colours(keys: list[ObjectKey], seed: int, exact: bool = False) -> dict[ObjectKey, RGB]:
     """A colour per key, distinct from the others and from the background and label colours. Assigned in key
-    order, so two graphs with the same objects get the same colours whatever their relations."""
+    order, so two graphs with the same objects get the same colours whatever their relations. exact: an object
+    with a colour word gets that colour's exact shade when no earlier object holds one near it."""
     taken: list[RGB] = [SKY, FLOOR, BLACK, WHITE]
     colours = {}
     for key in sorted(keys):
         for attempt in range(64):
-            colour = _colour_candidate(key, seed, attempt)
+            colour = _colour_candidate(key, seed, attempt, exact)
             if all(_distance(colour, other) >= (40 if attempt < 48 else 8) for other in taken):
                 break
         while colour in taken:  # the last resort keeps colours exact-distinct, which locate_objects needs
@@ -287,7 +294,9 @@ def _colours(keys: list[ObjectKey], seed: int) -> dict[ObjectKey, RGB]:
     return colours
 
 
-def _shape(key: ObjectKey) -> str:
+def _shape(key: ObjectKey, shapes: str = "varied") -> str:
+    if shapes == "rectangles":
+        return "rectangle"
     if "round" in key[1]:
         return "ellipse"
     if "square" in key[1]:
@@ -864,10 +873,13 @@ def _overlap_remover(bodies: list[_Body], values: list[list[float]], lo, hi, gap
 
 
 def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int = 512,
-                 break_fraction: float = 0.0, object_scale: float = 1.0, back_scale: float = BACK_SCALE) -> Layout:
+                 break_fraction: float = 0.0, object_scale: float = 1.0, back_scale: float = BACK_SCALE,
+                 shapes: str = "varied", exact_colours: bool = False) -> Layout:
     """Places every object of the graph. Any graph renders (contradictions are recorded, not raised); only a bad
-    size, break_fraction, object_scale or back_scale raises ValueError. back_scale: an object's drawn size at the
-    back of the scene relative to the front (the perspective)."""
+    size, break_fraction, object_scale, back_scale or shapes raises ValueError. back_scale: an object's drawn size
+    at the back of the scene relative to the front (the perspective). shapes: "varied" (a shape per noun) or
+    "rectangles". exact_colours: a colour word is drawn in its exact shade (a second thing of that colour still
+    gets a nearby one); otherwise each shade strays a little. Neither moves any box."""
     if not (isinstance(width, int) and isinstance(height, int) and width >= 1 and height >= 1):
         raise ValueError(f"width and height must be positive integers, got {width!r} x {height!r}")
     if not 0.0 <= break_fraction <= 1.0:  # also rejects NaN
@@ -876,6 +888,8 @@ def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int 
         raise ValueError(f"object_scale must be within [{MIN_OBJECT_SCALE}, {MAX_OBJECT_SCALE}], got {object_scale!r}")
     if not MIN_BACK_SCALE <= back_scale <= MAX_BACK_SCALE:
         raise ValueError(f"back_scale must be within [{MIN_BACK_SCALE}, {MAX_BACK_SCALE}], got {back_scale!r}")
+    if shapes not in SHAPE_STYLES:
+        raise ValueError(f"shapes must be one of {', '.join(SHAPE_STYLES)}, got {shapes!r}")
     keys = sorted(dict.fromkeys(o.key for o in graph.objects))  # key order: independent of mention order
     order = {key: i for i, key in enumerate(keys)}
     n = len(keys)
@@ -893,7 +907,7 @@ def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int 
     plane = _solve_plane(bodies, rels, seed, width, height)
 
     laid = []
-    colours = _colours(keys, seed)
+    colours = _colours(keys, seed, exact_colours)
     for i, body in enumerate(bodies):
         # The width is the nominal width times the scale, rounded once, so depth reads back within half a pixel
         # of the width; top and bottom edges are rounded on their own so a box resting on another shares its
@@ -901,7 +915,7 @@ def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int 
         x0 = round(plane[0][i] - body.w / 2)
         y0, y1 = round(plane[1][i] - body.h / 2), round(plane[1][i] + body.h / 2)
         box = (x0, y0, x0 + max(1, round(body.w)), max(y1, y0 + 1))
-        laid.append(LaidObject(body.key, body.key[0], body.key[2], _shape(body.key), colours[body.key],
+        laid.append(LaidObject(body.key, body.key[0], body.key[2], _shape(body.key, shapes), colours[body.key],
                                body.nominal, box, depth_from_box(box, body.nominal, back_scale)))
     placed = {o.key: Placed(o.bbox, o.depth) for o in laid}
     holds = check_relations(graph, placed, (width, height))

@@ -496,6 +496,10 @@ def test_object_scale_is_a_checked_renderer_setting():
     _, errors = validate_settings("scene-renderer", {"object_scale": 9, "back_scale": 1.0})
     assert set(errors) == {"object_scale", "back_scale"}
     assert validate_settings("scene-renderer", {})[0]["back_scale"] == 0.4
+    defaults = validate_settings("scene-renderer", {})[0]
+    assert (defaults["shapes"], defaults["exact_colours"]) == ("varied", False)
+    _, errors = validate_settings("scene-renderer", {"shapes": "circles", "exact_colours": "maybe"})
+    assert errors == {"shapes": "must be one of varied, rectangles.", "exact_colours": "must be true or false."}
 
 
 def test_back_scale_sets_the_perspective_and_depth_still_reads_back_from_the_pixels():
@@ -519,3 +523,35 @@ def test_back_scale_sets_the_perspective_and_depth_still_reads_back_from_the_pix
     for bad in (0.1, 1.0):
         with pytest.raises(ValueError, match="back_scale must be within"):
             render_scene(graph, seed=2, back_scale=bad)
+
+
+def test_plain_rectangles_in_exact_colours_keep_the_layout_and_only_change_the_drawing():
+    text = "A red mug is to the left of a round blue plate. A red kettle is to the right of the plate."
+    graph = parse(text)
+    varied = render_scene(graph, seed=5, width=160, height=160, labels=False)
+    plain = render_scene(graph, seed=5, width=160, height=160, labels=False, shapes="rectangles",
+                         exact_colours=True)
+    def field(rendered, *names):
+        return {o["name"]: tuple(o[name] for name in names) for o in rendered.meta["objects"]}
+
+    assert field(varied, "bbox", "depth") == field(plain, "bbox", "depth")
+    assert plain.meta["relations"] == varied.meta["relations"]
+    assert field(varied, "shape")["plate"] == ("ellipse",) and set(field(plain, "shape").values()) == {("rectangle",)}
+    colours = {o["name"]: o["colour"] for o in plain.meta["objects"]}
+    assert colours["plate"] == "#3060cc"  # blue, exactly
+    # One red thing gets red itself; the second red thing a nearby shade, so the pixels still tell them apart.
+    assert colours["mug"] != colours["kettle"] and "#cc2e2e" in (colours["mug"], colours["kettle"])
+    jittered = {o["name"]: o["colour"] for o in varied.meta["objects"]}
+    assert jittered["plate"] != "#3060cc"
+    measured = measure_layout(plain.image, plain.meta)  # each object is a full box of its recorded colour
+    for obj in plain.meta["objects"]:
+        x0, y0, x1, y1 = obj["bbox"]
+        assert measured[object_key(obj)].bbox == (x0, y0, x1, y1)
+        assert plain.image.getpixel((x0, y1 - 1)) == plain.image.getpixel((x1 - 1, y0)) == tuple(
+            int(obj["colour"][i:i + 2], 16) for i in (1, 3, 5))
+    backend = SceneRendererBackend(SceneRendererSettings(width=160, height=160, labels=False, shapes="rectangles",
+                                                         exact_colours=True))
+    [image] = backend.generate([GenerationRequest(text, 5)])
+    assert image.meta == plain.meta
+    with pytest.raises(ValueError, match="shapes must be one of varied, rectangles"):
+        render_scene(graph, seed=5, shapes="circles")

@@ -99,7 +99,8 @@ def _visible_prompt_sets(user):
 # The settings a table row shows; the rest are one click away (the row's full JSON).
 KEY_SETTINGS = {
     "diffusers": ("model", "steps", "guidance", "width", "height", "dtype", "lora"),
-    "scene-renderer": ("width", "height", "break_fraction", "labels", "object_scale", "back_scale"),
+    "scene-renderer": ("width", "height", "break_fraction", "labels", "object_scale", "back_scale", "shapes",
+                       "exact_colours"),
 }
 
 
