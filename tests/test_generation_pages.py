@@ -277,7 +277,7 @@ def test_registering_a_generator_stores_it_with_completed_settings(res_client, r
     ({"settings": '{"break_fraction": 2}'}, "settings", "break_fraction: must be at most 1.0."),
     ({"settings": '{"labels": "perhaps"}'}, "settings", "labels: must be true or false."),
     ({"settings": '{"object_scale": 3}'}, "settings", "object_scale: must be at most 2.5."),
-    ({"settings": '{"back_scale": 1}'}, "settings", "back_scale: must be at most 0.9."),
+    ({"settings": '{"back_scale": 1.2}'}, "settings", "back_scale: must be at most 1.0."),
     ({"settings": '{"shapes": "circles"}'}, "settings", "shapes: must be one of varied, rectangles."),
     ({"backend": "diffusers", "settings": '{"model": "/m", "steps": 0}'}, "settings",
      "steps: must be at least 1."),

@@ -58,8 +58,9 @@ class SceneRendererSettings:
     object_scale: float = _f(1.0, "Size of every object relative to the default (at 1, a front object's side is "
                                   "about a fifth of the image's).", min=0.25, max=2.5)
     back_scale: float = _f(0.4, "Perspective: an object's drawn size at the back of the scene relative to the front "
-                                "(0.4: strong; 0.9: nearly flat, every object about its nominal size).",
-                           min=0.2, max=0.9)
+                                "(0.4: strong; 0.9: nearly flat; 1: flat, every object at its nominal size and depth "
+                                "shown only by which object covers which).",
+                           min=0.2, max=1.0)
     shapes: str = _f("varied", "Object shapes: varied (a shape per noun: ellipses, triangles, diamonds, rounded and "
                                "plain rectangles) or rectangles (every object a plain box).",
                      choices=("varied", "rectangles"))

@@ -37,7 +37,9 @@ size times its scale, the width rounded once to whole pixels, and its depth is r
 
 The width decides (within half a pixel of rounding); the height, less 3 pixels of rounding slack, takes over only
 when something hides part of the width. The layout records exactly this value, so the depth measured from an
-unoccluded object's pixels equals the recorded one. Resolution: one pixel of width is 1 / (0.6 nominal_w) of
+unoccluded object's pixels equals the recorded one (with back_scale b the 0.6 above is 1 - b; a flat picture,
+b = 1, draws every object at its nominal size: its meta records the solved depth, which the pixels show only
+through occlusion and the ground line, and measure_layout reads every depth there as 0). Resolution: one pixel of width is 1 / (0.6 nominal_w) of
 depth, so at small sizes long front-to-back chains (ten objects in a 128-pixel image) cannot all be told apart
 and some of their steps are recorded as not holding.
 
@@ -110,7 +112,9 @@ RGB = tuple[int, int, int]
 
 # --- drawing ---------------------------------------------------------------------------------------------------
 BACK_SCALE = 0.4  # drawn size at depth 1, relative to the nominal size at depth 0 (the default perspective)
-MIN_BACK_SCALE, MAX_BACK_SCALE = 0.2, 0.9  # below 1, so depth stays readable from a box's size
+# Below 1, depth reads back from a box's size; at 1 the picture is flat: every object at its nominal size, depth
+# shown only by which object covers which (the layout's depths are still the ground truth in the meta).
+MIN_BACK_SCALE, MAX_BACK_SCALE = 0.2, 1.0
 SHAPES = ("rectangle", "ellipse", "triangle", "diamond", "rounded")
 SHAPE_STYLES = ("varied", "rectangles")  # varied: a shape per noun (round/square words decide); or every box plain
 COLOUR_JITTER = 16  # how far (per channel) a colour word's shade may stray, so two red things differ
@@ -390,7 +394,10 @@ def _scale(depth: float, back_scale: float = BACK_SCALE) -> float:
 
 def depth_from_box(bbox: Box | list[int], nominal: tuple[float, float] | list[float],
                    back_scale: float = BACK_SCALE) -> float:
-    """The depth an object drawn in `bbox` has (see the module docstring)."""
+    """The depth an object drawn in `bbox` has (see the module docstring); 0 in a flat picture (back_scale 1),
+    where a box's size says nothing about depth."""
+    if back_scale >= 1.0:
+        return 0.0
     scale = max((bbox[2] - bbox[0]) / nominal[0], (bbox[3] - bbox[1] - HEIGHT_SLACK) / nominal[1])
     return round(min(1.0, max(0.0, (1.0 - scale) / (1.0 - back_scale))), 4)
 
@@ -916,7 +923,8 @@ def layout_scene(graph: SceneGraph, *, seed: int, width: int = 512, height: int 
         y0, y1 = round(plane[1][i] - body.h / 2), round(plane[1][i] + body.h / 2)
         box = (x0, y0, x0 + max(1, round(body.w)), max(y1, y0 + 1))
         laid.append(LaidObject(body.key, body.key[0], body.key[2], _shape(body.key, shapes), colours[body.key],
-                               body.nominal, box, depth_from_box(box, body.nominal, back_scale)))
+                               body.nominal, box, depth_from_box(box, body.nominal, back_scale)
+                               if back_scale < 1.0 else round(body.d, 4)))
     placed = {o.key: Placed(o.bbox, o.depth) for o in laid}
     holds = check_relations(graph, placed, (width, height))
     return Layout(width=width, height=height, seed=seed, break_fraction=break_fraction, back_scale=back_scale,
@@ -1212,7 +1220,8 @@ def locate_objects(image: Image.Image, objects_meta: Iterable[Mapping]) -> dict[
 
 
 def measure_layout(image: Image.Image, meta: Mapping) -> dict[ObjectKey, Placed]:
-    """The layout as seen in the pixels: boxes by colour, depth from each box and its nominal size."""
+    """The layout as seen in the pixels: boxes by colour, depth from each box and its nominal size (0 in a flat
+    picture, whose boxes do not show depth)."""
     nominal = {object_key(o): o["nominal"] for o in meta["objects"]}
     back_scale = meta.get("depth_scale", [1.0, BACK_SCALE])[1]
     return {key: Placed(box, depth_from_box(box, nominal[key], back_scale))

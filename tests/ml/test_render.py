@@ -493,7 +493,7 @@ def test_object_scale_is_a_checked_renderer_setting():
     settings, errors = validate_settings("scene-renderer", {"object_scale": 1.5})
     assert errors == {} and settings["object_scale"] == 1.5
     assert validate_settings("scene-renderer", {})[0]["object_scale"] == 1.0
-    _, errors = validate_settings("scene-renderer", {"object_scale": 9, "back_scale": 1.0})
+    _, errors = validate_settings("scene-renderer", {"object_scale": 9, "back_scale": 1.5})
     assert set(errors) == {"object_scale", "back_scale"}
     assert validate_settings("scene-renderer", {})[0]["back_scale"] == 0.4
     defaults = validate_settings("scene-renderer", {})[0]
@@ -520,9 +520,26 @@ def test_back_scale_sets_the_perspective_and_depth_still_reads_back_from_the_pix
     backend = SceneRendererBackend(SceneRendererSettings(width=160, height=160, labels=False, back_scale=0.9))
     [image] = backend.generate([GenerationRequest(text, 2)])
     assert image.meta["depth_scale"] == [1.0, 0.9]
-    for bad in (0.1, 1.0):
+    for bad in (0.1, 1.01):
         with pytest.raises(ValueError, match="back_scale must be within"):
             render_scene(graph, seed=2, back_scale=bad)
+
+
+def test_a_flat_picture_draws_every_object_at_its_nominal_size_and_keeps_the_depth_ground_truth():
+    text = "The cutting board is in front of the blender. A red mug is to the left of the blender."
+    graph = parse(text)
+    rendered = render_scene(graph, seed=2, width=200, height=200, labels=False, back_scale=1.0)
+    assert rendered.meta["depth_scale"] == [1.0, 1.0]
+    assert rendered.meta["unsatisfied"] == [] and all(r["holds"] for r in rendered.meta["relations"])
+    depths = {o["name"]: o["depth"] for o in rendered.meta["objects"]}
+    assert depths["cutting board"] + 0.02 <= depths["blender"]  # the meta keeps the solved depths
+    for obj in rendered.meta["objects"]:
+        assert obj["bbox"][2] - obj["bbox"][0] == round(obj["nominal"][0])  # no perspective
+    measured = measure_layout(rendered.image, rendered.meta)
+    assert {p.depth for p in measured.values()} == {0.0}  # the boxes' sizes say nothing about depth
+    assert {key: p.bbox for key, p in measured.items()} == {
+        object_key(o): tuple(o["bbox"]) for o in rendered.meta["objects"]}
+    assert follows(graph, rendered.meta)["follows"]
 
 
 def test_plain_rectangles_in_exact_colours_keep_the_layout_and_only_change_the_drawing():
