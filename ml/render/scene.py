@@ -39,9 +39,9 @@ The width decides (within half a pixel of rounding); the height, less 3 pixels o
 when something hides part of the width. The layout records exactly this value, so the depth measured from an
 unoccluded object's pixels equals the recorded one (with back_scale b the 0.6 above is 1 - b; a flat picture,
 b = 1, draws every object at its nominal size: its meta records the solved depth, which the pixels show only
-through occlusion and the ground line, and measure_layout reads every depth there as 0). Resolution: one pixel of width is 1 / (0.6 nominal_w) of
-depth, so at small sizes long front-to-back chains (ten objects in a 128-pixel image) cannot all be told apart
-and some of their steps are recorded as not holding.
+through occlusion and the ground line, and measure_layout reads every depth there as 0).
+Resolution: one pixel of width is 1 / (0.6 nominal_w) of depth, so at small sizes long front-to-back chains (ten
+objects in a 128-pixel image) cannot all be told apart and some of their steps are recorded as not holding.
 
 Pixels
 ------
