@@ -574,7 +574,7 @@ def report(result: dict) -> None:
 
 def main() -> None:
     from ml.render.scene import BACK_SCALE, SHAPE_STYLES
-    from ml.spatial.generator import AXES
+    from ml.spatial.generator import AXES, STYLES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("dataset")
@@ -591,7 +591,7 @@ def main() -> None:
     data.add_argument("--block", type=int, default=21, help="Side of the diagnostic questions' blocks (px).")
     data.add_argument("--prompts", type=int, default=6000, help="Generated prompts.")
     data.add_argument("--seeds", type=int, default=2, help="Pairs per perturbed prompt (renderer seeds).")
-    data.add_argument("--style", default="short", choices=["short", "long"])
+    data.add_argument("--style", default="short", choices=STYLES, help="The prompt generator's wording.")
     data.add_argument("--colours", default="some", choices=["some", "every"],
                       help="The generator's colour words: some objects (as people write) or every object.")
     data.add_argument("--axes", nargs="+", default=list(AXES), choices=AXES,

@@ -84,6 +84,7 @@ class TestPromptSets:
                               colours="rainbow", axes=("sideways",)).validate()
         assert set(info.value.message_dict) == {"count", "max_objects", "categories", "style", "colours", "axes"}
         assert info.value.message_dict["colours"] == ["must be one of 'some', 'every'."]
+        assert info.value.message_dict["style"] == ["must be one of 'short', 'long', 'plain'."]
         assert info.value.message_dict["axes"] == [
             "must be a non-empty list drawn from horizontal, depth, vertical; got ('sideways',)."]
         with pytest.raises(ValidationError) as info:

@@ -239,6 +239,25 @@ def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
     assert refused.status_code == 400 and "colours" in refused.json(), refused.content
 
 
+def test_generate_writes_plain_prompts_and_names_a_bad_style(api):
+    from ml.spatial.lexicon import COLOURS
+
+    settings = {"count": 6, "seed": 3, "min_objects": 2, "max_objects": 3, "min_relations": 1, "max_relations": 2,
+                "style": "plain", "colours": "every"}
+    response = api.post(f"{SETS}generate/", {"name": "Plain", **settings}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["source_info"]["generator"]["style"] == "plain"
+    texts = list(Prompt.objects.filter(prompt_set_id=response.json()["id"]).values_list("text", flat=True))
+    assert len(texts) == 6
+    for text in texts:
+        assert text.count(".") == 1 and not text.startswith(("In ", "At ")), text
+        assert all(o.count == 1 and len(o.attributes) == 1 and o.attributes[0] in COLOURS
+                   for o in parse(text).objects), text
+    refused = api.post(f"{SETS}generate/", {"name": "Epic", **settings, "style": "epic"}, format="json")
+    assert refused.status_code == 400 and "style" in refused.json(), refused.content
+    assert not PromptSet.objects.filter(name="Epic").exists()
+
+
 def test_generate_keeps_relations_to_the_chosen_axes_and_names_a_bad_one(api):
     from ml.spatial.parser import parse
 

@@ -18,7 +18,9 @@ Noun phrases: the first mention is indefinite ("a red mug", "an apple", "three b
 with every attribute and the count repeated ("the red mug", "the three books"), so each mention carries the
 object's whole key. Long prompts are one or two clauses per sentence, an optional scene opener ("In a sunny
 kitchen, ...") and filler sentences without spatial words or nouns to reach 40-120 words; short prompts are one
-sentence whose clauses are joined by ", " and ", and ", with at most one sequence, written last.
+sentence whose clauses are joined by ", " and ", and ", with at most one sequence, written last. Plain prompts
+are short ones at their simplest: no opener, each relation in its first phrase of the lexicon, one of each object
+and no attribute but a colour word ("A red mug is to the left of a blue kettle.").
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from ml.spatial.graph import (
 )
 
 CATEGORIES: tuple[str, ...] = tuple(lx.SCENES)
-STYLES: tuple[str, ...] = ("short", "long")
+STYLES: tuple[str, ...] = ("short", "long", "plain")
 MIN_OBJECTS, MAX_OBJECTS = 2, 12
 MIN_RELATIONS, MAX_RELATIONS = 1, 11
 LONG_WORDS = (40, 120)  # the paper's prompt lengths
@@ -150,12 +152,15 @@ def generate_prompt(*, seed: int, n_objects: int = 4, n_relations: int = 4, cate
     objects = _choose_objects(rng, category, n_objects)
     if colours == "every":
         objects = _colour_every(rng, objects)
+    if style == "plain":  # one of each object, colour words only
+        objects = _distinct([_Obj(o.name, o.plural, tuple(a for a in o.attributes if a in lx.COLOURS), 1, o.ranks)
+                             for o in objects])
     relations = _plan_relations(rng, objects, n_relations, style, axes)
     # A long prompt with many attribute words can run past 120 words: draw again with fewer attributes.
     for attempt in range(8):
         text, graph = _write(rng, category, objects, relations, style)
         words = len(text.split())
-        if style == "short" or LONG_WORDS[0] <= words <= LONG_WORDS[1]:
+        if style != "long" or LONG_WORDS[0] <= words <= LONG_WORDS[1]:
             return GeneratedPrompt(text=text, graph=graph, category=category, style=style, seed=seed)
         if attempt >= 2:
             if colours == "every":  # the colour word stays: drop size words, then counts
@@ -334,7 +339,7 @@ def _plan_relations(rng: random.Random, objects: list[_Obj], n_relations: int, s
                 chosen.append(rng.choice([i for i in range(n) if i != chosen[0]]))
             relation = _binary(rng, objects, chosen[0], chosen[1], axes)
         else:
-            relation = _random_relation(rng, objects, uncovered, short=style == "short", sequences=sequences,
+            relation = _random_relation(rng, objects, uncovered, short=style != "long", sequences=sequences,
                                         axes=axes)
         if relation is None or relation.identity() in seen or relation.pair_axis() in seen:
             continue
@@ -483,8 +488,9 @@ class _Writer:
 def _write_clause(rng: random.Random, w: _Writer, rel: _Rel, style: str) -> Span:
     """Writes one relation clause (no final punctuation) and returns its relation span."""
     kind = rel.kind
+    choose = (lambda options: options[0]) if style == "plain" else rng.choice  # plain: each kind's first phrase
     if kind == RelationKind.SEQUENCE:
-        phrase = rng.choice(lx.SEQUENCE_PHRASES[SequenceDirection(rel.param)])
+        phrase = choose(lx.SEQUENCE_PHRASES[SequenceDirection(rel.param)])
         if style == "long" and rng.random() < 0.4:
             start = w.pos
             _write_list(w, rel.anchors)
@@ -496,8 +502,8 @@ def _write_clause(rng: random.Random, w: _Writer, rel: _Rel, style: str) -> Span
         _write_list(w, rel.anchors)
         return Span(start, w.pos)
     if kind == RelationKind.EXTREME:
-        word = rng.choice(lx.EXTREME_WORDS[Extreme(rel.param)])
-        if rng.random() < 0.5:
+        word = choose(lx.EXTREME_WORDS[Extreme(rel.param)])
+        if style == "plain" or rng.random() < 0.5:
             w.noun_phrase(rel.subject)
             w.put(" is the ")
             span = w.put(word)
@@ -511,17 +517,17 @@ def _write_clause(rng: random.Random, w: _Writer, rel: _Rel, style: str) -> Span
     w.noun_phrase(rel.subject)
     w.copula(rel.subject)
     if kind == RelationKind.BETWEEN:
-        span = w.put(rng.choice(lx.BETWEEN_PHRASES))
+        span = w.put(choose(lx.BETWEEN_PHRASES))
         w.put(" ")
         w.noun_phrase(rel.anchors[0])
         w.put(" and ")
         w.noun_phrase(rel.anchors[1])
         return span
     if kind == RelationKind.IN_MIDDLE:
-        return w.put(rng.choice(lx.MIDDLE_PHRASES))
+        return w.put(choose(lx.MIDDLE_PHRASES))
     if kind == RelationKind.ALIGNED:
-        return w.put(rng.choice(lx.ALIGNED_TEMPLATES).format(edge=rel.param))
-    span = w.put(rng.choice(lx.BINARY_PHRASES[kind]))
+        return w.put(choose(lx.ALIGNED_TEMPLATES).format(edge=rel.param))
+    span = w.put(choose(lx.BINARY_PHRASES[kind]))
     w.put(" ")
     w.noun_phrase(rel.anchors[0])
     return span
@@ -544,10 +550,10 @@ def _write(rng: random.Random, category: str, objects: list[_Obj], relations: li
            style: str) -> tuple[str, SceneGraph]:
     w = _Writer(objects)
     written: list[tuple[_Rel, Span]] = []
-    if style == "short":
+    if style in ("short", "plain"):
         # One sentence; a sequence runs to the end of the sentence, so it goes last.
         ordered = sorted(relations, key=lambda r: r.kind == RelationKind.SEQUENCE)
-        if rng.random() < 0.5:
+        if style == "short" and rng.random() < 0.5:
             w.put(_opener(rng, category))
         for position, rel in enumerate(ordered):
             if position:

@@ -13,6 +13,7 @@ from ml.spatial.generator import (
     FILLERS,
     LONG_WORDS,
     OPENERS,
+    STYLES,
     GeneratedPrompt,
     generate_prompt,
     generate_prompts,
@@ -25,7 +26,7 @@ from tests.ml.strategies import feasible_prompt
 sizes = st.integers(2, 12).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, max_relations(n))))
 seeds = st.integers(0, 2**48)
 categories = st.sampled_from(CATEGORIES)
-styles = st.sampled_from(("short", "long"))
+styles = st.sampled_from(STYLES)
 
 
 def parse(text: str) -> SceneGraph:
@@ -134,6 +135,31 @@ def test_too_many_relations_for_the_chosen_axes_are_refused_by_count():
     for seed in range(10):
         prompt = generate_prompt(seed=seed, n_objects=2, n_relations=3, axes=("depth",))
         assert len(prompt.graph.relations) == 3 and {_axis(r) for r in prompt.graph.relations} == {"depth"}
+
+
+def test_plain_prompts_are_one_sentence_at_their_simplest_and_other_styles_are_unchanged():
+    plain = [generate_prompt(seed=seed, n_objects=2 + seed % 4, n_relations=1 + seed % 4, style="plain",
+                             colours="every" if seed % 2 else "some") for seed in range(120)]
+    for prompt in plain:
+        assert prompt.style == "plain" and prompt.text.count(".") == 1 and prompt.text.endswith(".")
+        assert not prompt.text.startswith(("In ", "At "))  # no scene opener
+        for obj in prompt.graph.objects:
+            assert obj.count == 1 and set(obj.attributes) <= set(lx.COLOURS)
+        for rel in prompt.graph.relations:  # each relation in its kind's first phrase
+            phrase = prompt.text[rel.span.start:rel.span.end]
+            if rel.kind in lx.BINARY_PHRASES:
+                assert phrase == lx.BINARY_PHRASES[rel.kind][0]
+        assert parse(prompt.text).same_scene(prompt.graph), prompt.text
+    assert sum(any(o.attributes for o in p.graph.objects) for p in plain) > 60  # colour words are kept
+    two = [generate_prompt(seed=seed, n_objects=2, n_relations=1, style="plain", colours="every",
+                           category="kitchen", axes=("horizontal",)).text for seed in range(200)]
+    shape = re.compile(r"An? \w+ [\w ]+ is (to the left of|to the right of|next to) an? \w+ [\w ]+\.")
+    assert all(shape.fullmatch(text) for text in two), [t for t in two if not shape.fullmatch(t)][:3]
+    assert len(set(two)) > 150
+    # short prompts keep their openers, phrasings, counts and size words
+    short = [generate_prompt(seed=seed, n_objects=3, n_relations=2, style="short") for seed in range(120)]
+    assert any(p.text.startswith(("In ", "At ")) for p in short)
+    assert any(o.count > 1 for p in short for o in p.graph.objects)
 
 
 def test_prompt_records_its_arguments():

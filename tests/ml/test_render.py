@@ -407,7 +407,7 @@ TOUCHING = {RelationKind.ON_TOP_OF, RelationKind.UNDER, RelationKind.NEXT_TO}
 
 
 @settings(max_examples=300, deadline=None)
-@given(seed=st.integers(0, 2**48), size=sizes, style=st.sampled_from(("short", "long")),
+@given(seed=st.integers(0, 2**48), size=sizes, style=st.sampled_from(("short", "long", "plain")),
        break_fraction=st.sampled_from((0.0, 0.0, 0.5, 1.0)))
 def test_generated_scenes_render_and_feasible_ones_hold(seed, size, style, break_fraction):
     prompt = feasible_prompt(seed=seed, n_objects=size[0], n_relations=size[1], style=style)

@@ -21,7 +21,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES
+from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES, STYLES
 from spatiallab.accounts.roles import DASHBOARD_ROLES, IsResearcher, has_any_role
 from spatiallab.prompts.filters import PerturbedPromptFilter, PromptFilter, PromptSetFilter
 from spatiallab.prompts.importers import FORMATS, MAX_PROMPT_CHARS, NUL, TEXT_FIELDS, IncomingPrompt
@@ -32,6 +32,7 @@ from spatiallab.prompts.services import (
     COLOURS_HELP,
     EDIT_SUBSETS,
     MAX_GENERATED,
+    STYLE_HELP,
     GeneratorSettings,
     PromptSetCreated,
     perturb_text,
@@ -163,7 +164,7 @@ class PromptSetGenerateSerializer(serializers.Serializer):
     max_relations = serializers.IntegerField(default=GENERATOR_DEFAULTS["max_relations"])
     categories = serializers.ListField(child=serializers.ChoiceField(choices=list(CATEGORIES)), default=list,
                                        help_text="Scene categories to draw from; empty means all.")
-    style = serializers.ChoiceField(choices=["short", "long"], default=GENERATOR_DEFAULTS["style"])
+    style = serializers.ChoiceField(choices=list(STYLES), default=GENERATOR_DEFAULTS["style"], help_text=STYLE_HELP)
     colours = serializers.ChoiceField(choices=list(COLOUR_MODES), default=GENERATOR_DEFAULTS["colours"],
                                       help_text=COLOURS_HELP)
     axes = serializers.ListField(child=serializers.ChoiceField(choices=list(AXES)), default=list(AXES),

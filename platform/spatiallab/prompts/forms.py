@@ -6,11 +6,11 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES
+from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES, STYLES
 from ml.spatial.graph import RelationKind
 from spatiallab.prompts.importers import FORMATS, MAX_PROMPT_CHARS
 from spatiallab.prompts.models import PerturbationRule, RuleKind
-from spatiallab.prompts.services import AXES_HELP, COLOURS_HELP, EDIT_SUBSETS, GeneratorSettings
+from spatiallab.prompts.services import AXES_HELP, COLOURS_HELP, EDIT_SUBSETS, STYLE_HELP, GeneratorSettings
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # The browser waits for the generator: bigger sets belong in a job or the command line.
@@ -72,7 +72,8 @@ class PromptSetGenerateForm(forms.Form):
         required=False, choices=_category_choices, widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: all categories.",
     )
-    style = forms.ChoiceField(choices=[("long", "long"), ("short", "short")], initial="long")
+    style = forms.ChoiceField(choices=[(style, style) for style in sorted(STYLES)], initial="long",
+                              help_text=STYLE_HELP)
     colours = forms.ChoiceField(choices=[(mode, mode) for mode in COLOUR_MODES], initial="some", required=False,
                                 help_text=COLOURS_HELP)
     axes = forms.MultipleChoiceField(required=False, choices=[(axis, axis) for axis in AXES],

@@ -16,7 +16,7 @@ from importlib import resources
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES, generate_prompt
+from ml.spatial.generator import AXES, CATEGORIES, COLOUR_MODES, STYLES, generate_prompt
 from ml.spatial.graph import SceneGraph
 from ml.spatial.parser import parse
 from ml.spatial.perturb import Perturbation, PerturbationError, Rule, perturb
@@ -163,6 +163,9 @@ def prompt_set_create_from_file(
 
 COLOURS_HELP = ("Colour words: some (about a third of the objects, as people write) or every (each object its own "
                 "colour word, so things are told apart by colour as well as by name).")
+STYLE_HELP = ("Wording: long (40-120 words in several sentences, as in the paper), short (one sentence) or plain "
+              "(one sentence at its simplest: no scene opener, one phrase per relation, one of each object, no "
+              "attribute but a colour word).")
 AXES_HELP = ("Directions the relations speak about: horizontal (left of, right of, next to, between, rows), depth "
              "(in front of, behind), vertical (above, below, on top of, under, stacks). None chosen: all three.")
 
@@ -191,8 +194,8 @@ class GeneratorSettings:
         unknown = sorted(set(self.categories) - set(CATEGORIES))
         if unknown:
             errors["categories"] = f"unknown: {', '.join(unknown)}; known: {', '.join(CATEGORIES)}."
-        if self.style not in ("short", "long"):
-            errors["style"] = "must be 'short' or 'long'."
+        if self.style not in STYLES:
+            errors["style"] = f"must be one of {', '.join(repr(style) for style in STYLES)}."
         if self.colours not in COLOUR_MODES:
             errors["colours"] = f"must be one of {', '.join(repr(mode) for mode in COLOUR_MODES)}."
         if isinstance(self.axes, str) or not self.axes or set(self.axes) - set(AXES):

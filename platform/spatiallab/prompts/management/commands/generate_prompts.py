@@ -5,10 +5,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ml.spatial.generator import AXES, COLOUR_MODES
+from ml.spatial.generator import AXES, COLOUR_MODES, STYLES
 from spatiallab.prompts.services import (
     AXES_HELP,
     COLOURS_HELP,
+    STYLE_HELP,
     GeneratorSettings,
     generated_prompts,
     prompt_set_generate,
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-relations", type=int, default=DEFAULTS.max_relations)
         parser.add_argument("--category", action="append", default=[], metavar="CATEGORY",
                             help="Scene category, comma-separated or repeated; default: all.")
-        parser.add_argument("--style", choices=["short", "long"], default=DEFAULTS.style)
+        parser.add_argument("--style", choices=STYLES, default=DEFAULTS.style, help=STYLE_HELP)
         parser.add_argument("--colours", choices=COLOUR_MODES, default=DEFAULTS.colours, help=COLOURS_HELP)
         parser.add_argument("--axes", nargs="+", choices=AXES, default=list(AXES), help=AXES_HELP)
         parser.add_argument("--save", metavar="NAME", help="Store the prompts as a prompt set with this name.")
