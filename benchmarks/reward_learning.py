@@ -535,6 +535,7 @@ def plot_runs(results: list[Path], path: Path) -> None:
             label += f", {run['block']} px blocks"
         if run.get("mismatch_weight"):
             label += f", mismatch {run['mismatch_weight']:g}"
+        label += f", seed {run.get('seed', 0)}"
         test = result["training"]["test"]["overall"]["accuracy"]
         ax.plot([row["step"] for row in curve], [row["validation_accuracy"] for row in curve], marker=".",
                 label=f"{label} (lr {run['lr']:g}, {result['training']['steps']} steps; test {test:.3f})")

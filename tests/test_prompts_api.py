@@ -224,16 +224,26 @@ def test_generate_creates_a_deterministic_prompt_set(api):
         assert 3 <= prompt.object_count <= 5, prompt.text
 
 
+# Small scenes with a colour word for every object, for the generate tests below.
+COLOURED = {"min_objects": 2, "max_objects": 3, "min_relations": 1, "max_relations": 2, "colours": "every"}
+
+
+def _generate(api, name: str, **settings) -> tuple[dict, list[str]]:
+    """POST a generate request that must succeed; the new set's body and its prompts' texts."""
+    response = api.post(f"{SETS}generate/", {"name": name, **settings}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    return body, list(Prompt.objects.filter(prompt_set_id=body["id"]).values_list("text", flat=True))
+
+
 def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
     from ml.spatial.lexicon import COLOURS
-    from ml.spatial.parser import parse
 
-    settings = {"count": 4, "seed": 5, "min_objects": 2, "max_objects": 3, "min_relations": 1, "max_relations": 2,
-                "style": "short", "colours": "every"}
-    response = api.post(f"{SETS}generate/", {"name": "Coloured", **settings}, format="json")
-    assert response.status_code == 201, response.content
-    assert response.json()["source_info"]["generator"]["colours"] == "every"
-    for text in Prompt.objects.filter(prompt_set_id=response.json()["id"]).values_list("text", flat=True):
+    settings = {**COLOURED, "count": 4, "seed": 5, "style": "short"}
+    body, texts = _generate(api, "Coloured", **settings)
+    assert body["source_info"]["generator"]["colours"] == "every"
+    assert len(texts) == 4
+    for text in texts:
         assert all(len(set(o.attributes) & set(COLOURS)) == 1 for o in parse(text).objects), text
     refused = api.post(f"{SETS}generate/", {"name": "Rainbow", **settings, "colours": "rainbow"}, format="json")
     assert refused.status_code == 400 and "colours" in refused.json(), refused.content
@@ -242,12 +252,9 @@ def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
 def test_generate_writes_plain_prompts_and_names_a_bad_style(api):
     from ml.spatial.lexicon import COLOURS
 
-    settings = {"count": 6, "seed": 3, "min_objects": 2, "max_objects": 3, "min_relations": 1, "max_relations": 2,
-                "style": "plain", "colours": "every"}
-    response = api.post(f"{SETS}generate/", {"name": "Plain", **settings}, format="json")
-    assert response.status_code == 201, response.content
-    assert response.json()["source_info"]["generator"]["style"] == "plain"
-    texts = list(Prompt.objects.filter(prompt_set_id=response.json()["id"]).values_list("text", flat=True))
+    settings = {**COLOURED, "count": 6, "seed": 3, "style": "plain"}
+    body, texts = _generate(api, "Plain", **settings)
+    assert body["source_info"]["generator"]["style"] == "plain"
     assert len(texts) == 6
     for text in texts:
         assert text.count(".") == 1 and not text.startswith(("In ", "At ")), text
