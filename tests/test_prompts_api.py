@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from ml.spatial.lexicon import COLOURS
 from ml.spatial.parser import parse
 from spatiallab.prompts.models import PerturbationEdit, PerturbationRule, PerturbedPrompt, Prompt, PromptSet
 from spatiallab.prompts.services import prompt_set_create
@@ -237,8 +238,6 @@ def _generate(api, name: str, **settings) -> tuple[dict, list[str]]:
 
 
 def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
-    from ml.spatial.lexicon import COLOURS
-
     settings = {**COLOURED, "count": 4, "seed": 5, "style": "short"}
     body, texts = _generate(api, "Coloured", **settings)
     assert body["source_info"]["generator"]["colours"] == "every"
@@ -250,8 +249,6 @@ def test_generate_can_give_every_object_a_colour_and_names_a_bad_choice(api):
 
 
 def test_generate_writes_plain_prompts_and_names_a_bad_style(api):
-    from ml.spatial.lexicon import COLOURS
-
     settings = {**COLOURED, "count": 6, "seed": 3, "style": "plain"}
     body, texts = _generate(api, "Plain", **settings)
     assert body["source_info"]["generator"]["style"] == "plain"
